@@ -1,0 +1,156 @@
+"""Settings: built once from ``[tool.paraminspect]`` and command-line flags, then frozen."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .findings import Severity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message is one line."""
+
+
+FAIL_ON_CHOICES = ("error", "warning", "info", "never")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What to check and when to fail. Empty ``select`` means every rule."""
+
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    fail_on: Severity | None = Severity.ERROR
+    #: (glob, codes): codes ignored for files matching glob (relative to ``root``)
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    root: Path = field(default_factory=Path.cwd)
+
+    def rule_enabled(self, code: str, name: str, path: str | None = None) -> bool:
+        if self.select and not _matches_any(code, name, self.select):
+            return False
+        if _matches_any(code, name, self.ignore):
+            return False
+        if path is not None:
+            for pattern, codes in self.per_file_ignores:
+                if _path_matches(path, pattern, self.root) and _matches_any(code, name, codes):
+                    return False
+        return True
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the given fields replaced; ``None`` values leave a field as it is."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _matches_any(code: str, name: str, selectors: Iterable[str]) -> bool:
+    for selector in selectors:
+        selector = selector.strip()
+        if selector.upper() == "ALL" or (selector and code.startswith(selector.upper())):
+            return True
+        if selector.lower() == name:
+            return True
+    return False
+
+
+def _path_matches(path: str, pattern: str, root: Path) -> bool:
+    candidate = Path(path)
+    try:
+        relative = candidate.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        relative = candidate.as_posix()
+    return (
+        fnmatch.fnmatch(relative, pattern)
+        or fnmatch.fnmatch(candidate.as_posix(), pattern)
+        or fnmatch.fnmatch(candidate.name, pattern)
+    )
+
+
+def parse_fail_on(value: str) -> Severity | None:
+    value = value.strip().lower()
+    if value not in FAIL_ON_CHOICES:
+        raise ConfigError(f"fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, not {value!r}")
+    return None if value == "never" else Severity(value)
+
+
+def split_codes(values: Iterable[str]) -> tuple[str, ...]:
+    """``["PI1,PI201", "PI3"]`` -> ``("PI1", "PI201", "PI3")``."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest ``pyproject.toml`` with a ``[tool.paraminspect]`` table, walking up."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+                continue
+            if "paraminspect" in data.get("tool", {}):
+                return candidate
+    return None
+
+
+def load_settings(config_file: Path | None = None, start: Path | None = None) -> Settings:
+    """Settings from ``[tool.paraminspect]`` of ``config_file`` or the nearest pyproject.toml."""
+    path = config_file or find_pyproject(start or Path.cwd())
+    if path is None:
+        return Settings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    table = data.get("tool", {}).get("paraminspect", {})
+    return settings_from_table(table, root=path.parent, source=str(path))
+
+
+KNOWN_KEYS = {"select", "ignore", "fail-on", "per-file-ignores"}
+
+
+def settings_from_table(
+    table: Mapping[str, object], root: Path, source: str = "config"
+) -> Settings:
+    unknown = set(table) - KNOWN_KEYS - {"policy"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown [tool.paraminspect] key(s): {', '.join(sorted(unknown))}"
+        )
+
+    def codes(key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {key} must be a list of rule codes")
+        return split_codes(value)
+
+    per_file = table.get("per-file-ignores", {})
+    if not isinstance(per_file, dict):
+        raise ConfigError(f"{source}: per-file-ignores must be a table of glob = [codes]")
+    pfi = []
+    for pattern, value in per_file.items():
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: per-file-ignores.{pattern} must be a list of rule codes")
+        pfi.append((pattern, split_codes(value)))
+    fail_on = table.get("fail-on", "error")
+    if not isinstance(fail_on, str):
+        raise ConfigError(f"{source}: fail-on must be a string")
+    return Settings(
+        select=codes("select"),
+        ignore=codes("ignore"),
+        fail_on=parse_fail_on(fail_on),
+        per_file_ignores=tuple(pfi),
+        root=root,
+    )

@@ -1,0 +1,100 @@
+"""The engine: path -> graph -> rules -> :class:`FileReport`. It prints nothing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .config import Settings
+from .errors import LoadError, Skip
+from .findings import FileReport, Finding, Report, Summary
+from .graph import ModelGraph, Source, Trainable
+from .loaders import MODEL_SUFFIXES, load
+from .rules import all_rules
+from .rules.base import Issue
+from .rules.unreadable_file import UnreadableFile
+
+SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
+
+
+def summarize(graph: ModelGraph) -> Summary:
+    params = graph.parameters()
+    source = graph.trainability_source()
+    total = sum(p.numel or 0 for p in params)
+    trainable = frozen = None
+    if source is not Source.UNKNOWN:
+        trainable = sum(p.numel or 0 for p in params if p.trainable is Trainable.TRAINABLE)
+        frozen = sum(p.numel or 0 for p in params if p.trainable is Trainable.FROZEN)
+    return Summary(
+        layers=sum(1 for layer in graph.layers.values() if layer.path),
+        params=total,
+        trainable_params=trainable,
+        frozen_params=frozen,
+        buffers=sum(b.numel or 0 for b in graph.buffers()),
+        trainability=source.value,
+    )
+
+
+def check_graph(graph: ModelGraph, settings: Settings | None = None) -> list[Finding]:
+    """Run every enabled rule over ``graph``. A crashing rule raises RuntimeError."""
+    settings = settings or Settings()
+    findings: list[Finding] = []
+    for rule_cls in all_rules():
+        if not settings.rule_enabled(rule_cls.code, rule_cls.name, graph.path):
+            continue
+        try:
+            issues = list(rule_cls().check(graph))
+        except Exception as exc:  # noqa: BLE001 - a rule bug must not hide the other findings
+            raise RuntimeError(f"rule {rule_cls.code} failed: {type(exc).__name__}: {exc}") from exc
+        findings.extend(rule_cls.finding(issue) for issue in issues)
+    return findings
+
+
+def check_file(path: str | Path, settings: Settings | None = None) -> FileReport:
+    """Check one file. Never raises for bad input: errors land in the report."""
+    settings = settings or Settings()
+    report = FileReport(path=str(path))
+    try:
+        graph = load(path)
+    except Skip as skip:
+        report.skipped = str(skip)
+        return report
+    except LoadError as exc:
+        return _unreadable(report, str(exc), settings)
+    except Exception as exc:  # noqa: BLE001 - a loader bug is reported, never a traceback
+        return _unreadable(report, f"internal error while reading ({type(exc).__name__}: {exc})",
+                           settings)
+    report.format, report.content = graph.format, graph.content
+    report.summary = summarize(graph)
+    try:
+        report.findings = check_graph(graph, settings)
+    except RuntimeError as exc:
+        report.error = str(exc)
+    return report
+
+
+def _unreadable(report: FileReport, message: str, settings: Settings) -> FileReport:
+    report.error = message
+    if settings.rule_enabled(UnreadableFile.code, UnreadableFile.name, report.path):
+        report.findings = [UnreadableFile.finding(Issue(location="", message=message))]
+    return report
+
+
+def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files named explicitly, plus files with a model suffix found under named folders."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+                for name in sorted(files):
+                    if name.lower().endswith(MODEL_SUFFIXES):
+                        yield Path(folder) / name
+        else:
+            yield path
+
+
+def check_paths(paths: Iterable[str | Path], settings: Settings | None = None) -> Report:
+    settings = settings or Settings()
+    return Report(files=[check_file(p, settings) for p in iter_model_files(paths)])

@@ -1,0 +1,95 @@
+"""Map framework class names onto :class:`~paraminspect.graph.LayerKind`.
+
+One table for every framework, keyed by the bare class name (``BatchNorm2d``, ``Dense``), so that
+loaders share it and rules never see framework class names.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .graph import LayerKind
+
+_EXACT: dict[str, LayerKind] = {
+    # torch.nn
+    "Linear": LayerKind.LINEAR,
+    "LazyLinear": LayerKind.LINEAR,
+    "Bilinear": LayerKind.LINEAR,
+    "NonDynamicallyQuantizableLinear": LayerKind.LINEAR,
+    "Embedding": LayerKind.EMBEDDING,
+    "EmbeddingBag": LayerKind.EMBEDDING,
+    "LayerNorm": LayerKind.LAYERNORM,
+    "GroupNorm": LayerKind.GROUPNORM,
+    "RMSNorm": LayerKind.RMSNORM,
+    "LocalResponseNorm": LayerKind.OTHER,
+    "MultiheadAttention": LayerKind.ATTENTION,
+    "Sequential": LayerKind.CONTAINER,
+    "ModuleList": LayerKind.CONTAINER,
+    "ModuleDict": LayerKind.CONTAINER,
+    "ParameterList": LayerKind.CONTAINER,
+    "ParameterDict": LayerKind.CONTAINER,
+    "Identity": LayerKind.OTHER,
+    "Flatten": LayerKind.OTHER,
+    # Keras
+    "Dense": LayerKind.LINEAR,
+    "EinsumDense": LayerKind.LINEAR,
+    "BatchNormalization": LayerKind.BATCHNORM,
+    "SyncBatchNormalization": LayerKind.BATCHNORM,
+    "LayerNormalization": LayerKind.LAYERNORM,
+    "GroupNormalization": LayerKind.GROUPNORM,
+    "UnitNormalization": LayerKind.OTHER,
+    "RMSNormalization": LayerKind.RMSNORM,
+    "MultiHeadAttention": LayerKind.ATTENTION,
+    "Attention": LayerKind.ATTENTION,
+    "InputLayer": LayerKind.INPUT,
+    "Functional": LayerKind.MODEL,
+    "Model": LayerKind.MODEL,
+    "Activation": LayerKind.ACTIVATION,
+    "ReLU": LayerKind.ACTIVATION,
+    "Softmax": LayerKind.ACTIVATION,
+}
+
+# Checked in order; the first pattern that matches the class name wins.
+_PATTERNS: list[tuple[re.Pattern[str], LayerKind]] = [
+    (re.compile(r"FrozenBatchNorm"), LayerKind.FROZEN_BATCHNORM),
+    (re.compile(r"BatchNorm|BatchNormalization"), LayerKind.BATCHNORM),
+    (re.compile(r"InstanceNorm"), LayerKind.INSTANCENORM),
+    (re.compile(r"LayerNorm"), LayerKind.LAYERNORM),
+    (re.compile(r"GroupNorm"), LayerKind.GROUPNORM),
+    (re.compile(r"RMSNorm|RmsNorm"), LayerKind.RMSNORM),
+    (
+        re.compile(
+            r"^(Lazy)?Conv(Transpose)?\d?[dD]?$|^Conv\dDTranspose$|^(Depthwise|Separable)Conv"
+        ),
+        LayerKind.CONV,
+    ),
+    (re.compile(r"^(Alpha|Feature|Gaussian|Spatial)?Dropout\d?[dD]?$"), LayerKind.DROPOUT),
+    (re.compile(r"^(LSTM|GRU|RNN)(Cell)?$|^SimpleRNN|^Bidirectional$"), LayerKind.RECURRENT),
+    (re.compile(r"Pool(ing)?\d?[dD]?$"), LayerKind.POOLING),
+    (
+        re.compile(
+            r"^(ReLU\d*|LeakyReLU|PReLU|ELU|SELU|CELU|GELU|SiLU|Mish|Sigmoid|Tanh|Softplus|Softsign|"
+            r"Hardswish|Hardsigmoid|Hardtanh|LogSoftmax|Softmax2d|Threshold|Tanhshrink|Softshrink)$"
+        ),
+        LayerKind.ACTIVATION,
+    ),
+    (re.compile(r"Embedding"), LayerKind.EMBEDDING),
+]
+
+
+def bare_class_name(qualified: str) -> str:
+    """``torch.nn.modules.batchnorm.BatchNorm2d`` -> ``BatchNorm2d``."""
+    return qualified.rsplit(".", 1)[-1]
+
+
+def classify(qualified_class_name: str | None) -> LayerKind:
+    """The layer kind for a class name, or OTHER when the name says nothing we trust."""
+    if not qualified_class_name:
+        return LayerKind.OTHER
+    name = bare_class_name(qualified_class_name)
+    if name in _EXACT:
+        return _EXACT[name]
+    for pattern, kind in _PATTERNS:
+        if pattern.search(name):
+            return kind
+    return LayerKind.OTHER

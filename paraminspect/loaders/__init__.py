@@ -1,0 +1,49 @@
+"""Loaders: bytes in, :class:`~paraminspect.graph.ModelGraph` out.
+
+Each format maps to ``module:function``; the module is imported only when a file of that format is
+met, so checking a PyTorch file never imports the ONNX reader and the CLI starts fast. A loader
+takes ``(path, sniffed)``, returns a graph, raises :class:`LoadError` for unreadable input, and
+never prints.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import LoadError, Skip
+from ..graph import ModelGraph
+from ..sniff import Sniffed, sniff
+
+#: format id -> "module:function" relative to this package. A new format is one line here.
+LOADERS: dict[str, str] = {
+    "pytorch": "torch_pickle:load_zip",
+    "pytorch-legacy": "torch_pickle:load_legacy",
+    "pickle": "torch_pickle:load_plain_pickle",
+    "torchscript": "torchscript:load",
+}
+
+#: file endings worth opening when a folder is checked (the format itself is sniffed).
+MODEL_SUFFIXES = (
+    ".pt", ".pth", ".bin", ".ckpt", ".pt2", ".onnx", ".keras", ".h5", ".hdf5", ".safetensors",
+    ".pkl", ".pickle", ".tar",
+)
+
+
+def load(path: str | Path) -> ModelGraph:
+    """Read the model at ``path`` into a graph. Raises LoadError or Skip."""
+    path = Path(path)
+    sniffed = sniff(path)
+    if sniffed.format == "git-lfs-pointer":
+        raise Skip("Git LFS pointer file, not the model itself (run `git lfs pull`)")
+    target = LOADERS.get(sniffed.format)
+    if target is None:
+        raise LoadError(f"{sniffed.format} files are not supported yet")
+    module_name, function_name = target.split(":")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    loader = getattr(module, function_name)
+    graph: ModelGraph = loader(path, sniffed)
+    return graph
+
+
+__all__ = ["LOADERS", "MODEL_SUFFIXES", "LoadError", "Skip", "Sniffed", "load"]

@@ -1,0 +1,358 @@
+"""Saved PyTorch optimizer state, aligned with the model's parameters.
+
+An ``optimizer.state_dict()`` names parameters by integer index only (in the order they were
+passed to the optimizer) unless it was built from ``named_parameters()``. Alignment tries, in order
+of strength: names, a one-to-one positional match, and a unique order-preserving shape match; where
+none holds the optimizer stays *unaligned* and nothing is inferred from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..graph import (
+    Fact,
+    ModelGraph,
+    Optimizer,
+    OptimizerGroup,
+    ParamOptState,
+    Source,
+    Tensor,
+    Trainable,
+)
+from .safe_unpickler import Stub, TensorRef
+
+#: per-parameter state entries that have the parameter's own shape
+FULL_SHAPE_SLOTS = (
+    "exp_avg",
+    "exp_avg_sq",
+    "max_exp_avg_sq",
+    "momentum_buffer",
+    "square_avg",
+    "sum",
+    "exp_inf",
+    "acc_delta",
+    "ax",
+    "prev",
+    "step_size",
+    "grad_avg",
+)
+
+#: group-key signatures of torch.optim classes (torch 2.x), most specific first
+_GROUP_SIGNATURES: list[tuple[str, frozenset[str]]] = [
+    ("Adafactor", frozenset({"beta2_decay"})),
+    ("NAdam", frozenset({"momentum_decay"})),
+    ("SGD", frozenset({"nesterov", "dampening"})),
+    ("RMSprop", frozenset({"centered", "alpha"})),
+    ("Adagrad", frozenset({"lr_decay", "initial_accumulator_value"})),
+    ("Adadelta", frozenset({"rho"})),
+    ("ASGD", frozenset({"lambd", "t0"})),
+    ("Rprop", frozenset({"etas", "step_sizes"})),
+    ("Adam", frozenset({"amsgrad", "betas"})),
+]
+
+ScalarReader = Callable[[TensorRef], float | None]
+
+
+@dataclass
+class RawOptimizer:
+    """An optimizer as saved, before alignment: indices (or tensors) per group, state per index."""
+
+    name: str
+    type: str | None
+    type_fact: Fact
+    groups: list[dict[str, Any]]
+    #: parameter keys in the order they were given: ints (state dict) or TensorRefs (pickled object)
+    keys: list[Any] = field(default_factory=list)
+    key_group: list[int] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)  #: ``param_names`` where stored
+    state: dict[Any, dict[str, Any]] = field(default_factory=dict)
+
+
+def is_optimizer_state_dict(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("param_groups"), list)
+        and isinstance(value.get("state"), dict)
+    )
+
+
+def is_optimizer_object(value: Any) -> bool:
+    return (
+        isinstance(value, Stub)
+        and is_optimizer_state_dict(value.state_dict)
+        and (value.target().startswith("torch.optim.") or "optim" in value.target().lower())
+    )
+
+
+def parse(name: str, value: Any) -> RawOptimizer:
+    """Read a ``state_dict()`` dict or a pickled optimizer object (stub)."""
+    if isinstance(value, Stub):
+        sd = value.state_dict
+        opt_type: str | None = value.target().rsplit(".", 1)[-1]
+        type_fact = Fact(Source.STORED, f"pickled {value.target()} object")
+    else:
+        sd = value
+        opt_type, type_fact = None, Fact()
+    groups = [g for g in sd["param_groups"] if isinstance(g, dict)]
+    raw = RawOptimizer(name=name, type=opt_type, type_fact=type_fact, groups=groups)
+    for group_index, group in enumerate(groups):
+        params = group.get("params") or []
+        names = group.get("param_names")
+        for position, key in enumerate(params):
+            raw.keys.append(key)
+            raw.key_group.append(group_index)
+            raw.names.append(
+                names[position] if isinstance(names, list) and position < len(names) else None
+            )
+    raw.state = {k: v for k, v in sd["state"].items() if isinstance(v, dict)}
+    if raw.type is None:
+        raw.type, raw.type_fact = _guess_type(groups, raw.state)
+    return raw
+
+
+def _guess_type(
+    groups: list[dict[str, Any]], state: dict[Any, dict[str, Any]]
+) -> tuple[str | None, Fact]:
+    keys = set().union(*(g.keys() for g in groups)) if groups else set()
+    for opt_type, signature in _GROUP_SIGNATURES:
+        if signature <= keys:
+            if opt_type == "Adam":
+                decoupled = any(g.get("decoupled_weight_decay") is True for g in groups)
+                opt_type = "AdamW" if decoupled else "Adam"
+            elif opt_type == "Adam" and "amsgrad" not in keys:
+                opt_type = "Adamax"
+            return opt_type, Fact(Source.INFERRED, "from the param_groups hyperparameter keys")
+    if {"betas"} <= keys:
+        slots = set().union(*(s.keys() for s in state.values())) if state else set()
+        guess = (
+            "Adamax"
+            if "exp_inf" in slots
+            else "RAdam"
+            if "decoupled_weight_decay" in keys
+            else None
+        )
+        if guess:
+            return guess, Fact(Source.INFERRED, "from the param_groups hyperparameter keys")
+    return None, Fact()
+
+
+def _slot_shape(entry: dict[str, Any]) -> tuple[int, ...] | None:
+    for slot in FULL_SHAPE_SLOTS:
+        value = entry.get(slot)
+        if isinstance(value, TensorRef) and value.shape is not None:
+            return value.shape
+    return None
+
+
+def _step(entry: dict[str, Any], read_scalar: ScalarReader) -> float | None:
+    step = entry.get("step")
+    if isinstance(step, bool):
+        return None
+    if isinstance(step, (int, float)):
+        return float(step)
+    if isinstance(step, TensorRef) and step.shape in ((), (1,)):
+        return read_scalar(step)
+    return None
+
+
+def align(raw: RawOptimizer, graph: ModelGraph, read_scalar: ScalarReader) -> Optimizer:
+    """Match the optimizer's parameter keys with the graph's parameters and record it."""
+    params = graph.parameters()
+    opt = Optimizer(name=raw.name, type=raw.type, type_fact=raw.type_fact, size=len(raw.keys))
+    for index, group in enumerate(raw.groups):
+        lr, wd = group.get("lr"), group.get("weight_decay")
+        opt.groups.append(
+            OptimizerGroup(
+                index=index,
+                lr=float(lr) if isinstance(lr, (int, float)) else None,
+                weight_decay=float(wd) if isinstance(wd, (int, float)) else None,
+                size=len(group.get("params") or []),
+            )
+        )
+    states = [raw.state.get(key, {}) if _hashable(key) else {} for key in raw.keys]
+    shapes = [_slot_shape(s) for s in states]
+
+    mapping = _align_by_identity(raw, params)
+    if mapping is not None:
+        opt.alignment, opt.alignment_fact = (
+            "identity",
+            Fact(Source.STORED, "the pickled optimizer holds the model's own parameter objects"),
+        )
+    if mapping is None:
+        mapping = _align_by_names(raw, params, graph)
+        if mapping is not None:
+            opt.alignment, opt.alignment_fact = (
+                "names",
+                Fact(Source.STORED, "param_groups carry param_names"),
+            )
+    if (
+        mapping is None
+        and len(raw.keys) == len(params)
+        and all(s is None or s == p.shape for s, p in zip(shapes, params))
+    ):
+        mapping = list(range(len(params)))
+        opt.alignment, opt.alignment_fact = (
+            "positional",
+            Fact(
+                Source.INFERRED,
+                f"the optimizer holds {len(params)} parameters, as many as the model, with matching "
+                "shapes",
+            ),
+        )
+    if mapping is None:
+        mapping = _unique_shape_embedding(shapes, [p.shape for p in params])
+        if mapping is not None:
+            opt.alignment, opt.alignment_fact = (
+                "shape",
+                Fact(
+                    Source.INFERRED,
+                    f"the {len(raw.keys)} optimizer slots match exactly one order-preserving run of "
+                    "model parameters by shape",
+                ),
+            )
+    if mapping is None:
+        opt.alignment_fact = Fact(
+            Source.UNKNOWN,
+            f"the optimizer's {len(raw.keys)} parameters cannot be matched to the model's "
+            f"{len(params)} unambiguously",
+        )
+        return opt
+
+    opt.exhaustive = True
+    for position, param_index in enumerate(mapping):
+        entry = states[position]
+        opt.tracked[params[param_index].name] = ParamOptState(
+            index=position,
+            group=raw.key_group[position],
+            has_state=bool(entry),
+            slots=tuple(k for k in entry if k != "step"),
+            step=_step(entry, read_scalar),
+            shape=shapes[position],
+        )
+    return opt
+
+
+def _hashable(key: Any) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
+
+
+def _align_by_identity(raw: RawOptimizer, params: Sequence[Tensor]) -> list[int] | None:
+    if not raw.keys or not all(isinstance(k, TensorRef) for k in raw.keys):
+        return None
+    index_of = {id(p.origin): i for i, p in enumerate(params) if p.origin is not None}
+    mapping = [index_of.get(id(k)) for k in raw.keys]
+    return None if any(m is None for m in mapping) else mapping  # type: ignore[return-value]
+
+
+def _align_by_names(
+    raw: RawOptimizer, params: Sequence[Tensor], graph: ModelGraph
+) -> list[int] | None:
+    if not raw.names or any(n is None for n in raw.names):
+        return None
+    index_of = {p.name: i for i, p in enumerate(params)}
+    mapping = []
+    for name in raw.names:
+        assert name is not None
+        candidates = (
+            [name, name.removeprefix(graph.stripped_prefix)] if graph.stripped_prefix else [name]
+        )
+        # A LightningModule or wrapper prefixes names; param_names may lack that prefix.
+        found = next((index_of[c] for c in candidates if c in index_of), None)
+        if found is None:
+            suffix_hits = [i for n, i in index_of.items() if n.endswith("." + name)]
+            found = suffix_hits[0] if len(suffix_hits) == 1 else None
+        if found is None:
+            return None
+        mapping.append(found)
+    return mapping
+
+
+def _unique_shape_embedding(
+    wanted: Sequence[tuple[int, ...] | None], available: Sequence[tuple[int, ...] | None]
+) -> list[int] | None:
+    """The order-preserving match of ``wanted`` into ``available``, if it is the only one.
+
+    The leftmost and rightmost greedy embeddings bound every embedding position by position, so
+    the match is unique exactly when the two coincide. ``None`` in ``wanted`` matches any shape.
+    """
+    if not wanted or len(wanted) > len(available):
+        return None
+
+    def fits(w: tuple[int, ...] | None, a: tuple[int, ...] | None) -> bool:
+        return w is None or (a is not None and w == a)
+
+    left: list[int] = []
+    j = 0
+    for w in wanted:
+        while j < len(available) and not fits(w, available[j]):
+            j += 1
+        if j == len(available):
+            return None
+        left.append(j)
+        j += 1
+    right: list[int] = []
+    j = len(available) - 1
+    for w in reversed(wanted):
+        while j >= 0 and not fits(w, available[j]):
+            j -= 1
+        if j < 0:
+            return None
+        right.append(j)
+        j -= 1
+    right.reverse()
+    return left if left == right else None
+
+
+def infer_trainability(graph: ModelGraph) -> None:
+    """Where the file stores no trainable flags, derive them from exhaustively aligned optimizers.
+
+    Tracked with state -> trainable; tracked but stepped fewer times than the others -> frozen
+    since that step; tracked with no state while others have some -> never received a gradient;
+    untracked by every optimizer -> not trained. Only parameters still UNKNOWN are touched.
+    """
+    if not graph.optimizers or not all(o.exhaustive for o in graph.optimizers):
+        return
+    for param in graph.parameters():
+        if param.trainable is not Trainable.UNKNOWN:
+            continue
+        verdict: tuple[Trainable, str] | None = None
+        for opt in graph.optimizers:
+            entry = opt.tracked.get(param.name)
+            if entry is None:
+                continue
+            verdict = _verdict_from_optimizer(opt, entry)
+            if verdict[0] is Trainable.TRAINABLE:
+                break
+        if verdict is None:
+            verdict = (Trainable.FROZEN, "not tracked by the saved optimizer")
+        param.trainable = verdict[0]
+        param.trainable_fact = Fact(Source.INFERRED, verdict[1])
+
+
+def max_step(opt: Optimizer) -> float | None:
+    steps = [s.step for s in opt.tracked.values() if s.step is not None]
+    return max(steps) if steps else None
+
+
+def _verdict_from_optimizer(opt: Optimizer, entry: ParamOptState) -> tuple[Trainable, str]:
+    top = max_step(opt)
+    if entry.has_state:
+        if entry.step is not None and top is not None and entry.step < top:
+            return (
+                Trainable.FROZEN,
+                f"its optimizer step count stopped at {entry.step:g} while others reached {top:g}",
+            )
+        return (
+            Trainable.TRAINABLE,
+            f"tracked by the optimizer, with {', '.join(entry.slots) or 'state'}",
+        )
+    if any(s.has_state for s in opt.tracked.values()):
+        return Trainable.FROZEN, "tracked by the optimizer but never received a gradient"
+    return Trainable.TRAINABLE, "tracked by the optimizer"

@@ -1,0 +1,56 @@
+"""The rule contract: subclass :class:`Rule`, give it a code, and it is registered."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..findings import Finding, Severity
+from ..graph import ModelGraph
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What a rule yields; the engine stamps code, name and severity on it."""
+
+    location: str
+    message: str
+    fix: str = ""
+    paths: tuple[str, ...] = ()
+    severity: Severity | None = None  #: overrides the rule's default severity
+
+
+class Rule:
+    """Base class. Subclasses with a ``code`` register themselves; there is no list to forget."""
+
+    code: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    severity: ClassVar[Severity] = Severity.WARNING
+    fix: ClassVar[str] = ""  #: default one-line fix, used when an issue brings none
+
+    registry: ClassVar[dict[str, type[Rule]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.code:
+            return
+        if cls.code in Rule.registry and Rule.registry[cls.code] is not cls:
+            raise TypeError(f"rule code {cls.code} is used twice")
+        Rule.registry[cls.code] = cls
+
+    def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        """Yield issues found in ``graph``. Must never guess where the graph says 'unknown'."""
+        return iter(())
+
+    @classmethod
+    def finding(cls, issue: Issue) -> Finding:
+        return Finding(
+            code=cls.code,
+            name=cls.name,
+            severity=issue.severity or cls.severity,
+            location=issue.location,
+            message=issue.message,
+            fix=issue.fix or cls.fix,
+            paths=issue.paths,
+        )

@@ -1,0 +1,75 @@
+"""PI102 frozen-head: the layers that produce the output are frozen while layers upstream train."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Severity
+from ..graph import ModelGraph, OrderSource, Tensor, Trainable, subtree_state
+from ._text import elements, listing, numel, plural, provenance
+from .base import Issue, Rule
+
+
+class FrozenHead(Rule):
+    code = "PI102"
+    name = "frozen-head"
+    severity = Severity.WARNING
+    fix = (
+        "Freeze the backbone and train the head, not the reverse: check which module you called "
+        "requires_grad_(False) / trainable = False on."
+    )
+
+    def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        leaves = [path for path in graph.order if graph.own_parameters(path)]
+        if len(leaves) < 2:
+            return
+        states = [subtree_state(graph.own_parameters(path)) for path in leaves]
+        if any(state is Trainable.UNKNOWN for state in states):
+            return
+        tail_len = 0
+        for state in reversed(states):
+            if state is not Trainable.FROZEN:
+                break
+            tail_len += 1
+        if tail_len == 0 or tail_len == len(leaves):
+            return
+        tail = leaves[-tail_len:]
+        upstream: list[Tensor] = [
+            p
+            for path in leaves[:-tail_len]
+            for p in graph.own_parameters(path)
+            if p.trainable is Trainable.TRAINABLE
+        ]
+        frozen = [p for path in tail for p in graph.own_parameters(path)]
+        # Parameter-efficient fine-tuning (LoRA, prompt tuning, adapters) trains a small part
+        # upstream of a frozen output layer on purpose; an inverted freeze trains the bulk.
+        if not upstream or numel(upstream) <= numel(frozen):
+            return
+        order = (
+            "in dataflow order"
+            if graph.order_source is OrderSource.DATAFLOW
+            else "in module registration order (the file stores no dataflow graph)"
+        )
+        trainable_layers = sorted({p.layer for p in upstream}, key=leaves.index)
+        yield Issue(
+            location=_common_prefix(tail),
+            message=(
+                f"the last {plural(len(tail), 'layer')} with parameters {order} "
+                f"({listing(tail)}) {'is' if len(tail) == 1 else 'are'} frozen while "
+                f"{plural(len(trainable_layers), 'layer')} upstream train "
+                f"({elements(numel(upstream))} trainable elements, e.g. "
+                f"{listing(trainable_layers, 2)}): the output layer cannot adapt to the new task "
+                f"({provenance(frozen)})"
+            ),
+            paths=tuple(tail),
+        )
+
+
+def _common_prefix(paths: list[str]) -> str:
+    parts = [p.split(".") for p in paths]
+    common: list[str] = []
+    for segment in zip(*parts):
+        if len(set(segment)) != 1:
+            break
+        common.append(segment[0])
+    return ".".join(common) if common else paths[0] if len(paths) == 1 else ""

@@ -1,0 +1,64 @@
+"""PI103 mixed-layer-freeze: inside one layer some parameters are frozen and others trainable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Severity
+from ..graph import ModelGraph, Trainable
+from ._text import listing, plural, provenance
+from .base import Issue, Rule
+
+
+class MixedLayerFreeze(Rule):
+    code = "PI103"
+    name = "mixed-layer-freeze"
+    severity = Severity.WARNING
+    fix = (
+        "Freeze or unfreeze whole layers (module.requires_grad_(...)), not single tensors, unless "
+        "a partial freeze is the method you intend."
+    )
+
+    def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        mixed = []
+        for layer in graph.layers.values():
+            params = graph.own_parameters(layer.path)
+            states = {p.trainable for p in params}
+            if (
+                Trainable.UNKNOWN not in states
+                and {Trainable.TRAINABLE, Trainable.FROZEN} <= states
+            ):
+                mixed.append(layer.path)
+        if not mixed:
+            return
+        # A model-wide rule by parameter name (BitFit: every bias trains, nothing else) is a
+        # method, not a slip: report it once, as information.
+        by_name: dict[str, set[Trainable]] = {}
+        known = [p for p in graph.parameters() if p.trainable is not Trainable.UNKNOWN]
+        for param in known:
+            by_name.setdefault(param.local_name, set()).add(param.trainable)
+        if all(len(states) == 1 for states in by_name.values()):
+            trainable_names = sorted(n for n, s in by_name.items() if Trainable.TRAINABLE in s)
+            yield Issue(
+                location="",
+                message=(
+                    f"{plural(len(mixed), 'layer')} mix frozen and trainable parameters in one "
+                    f"model-wide pattern: exactly the parameters named {listing(trainable_names)} "
+                    f"train (BitFit-style) ({provenance(known)})"
+                ),
+                severity=Severity.INFO,
+                paths=tuple(mixed),
+            )
+            return
+        for path in mixed:
+            params = graph.own_parameters(path)
+            frozen = [p.local_name for p in params if p.trainable is Trainable.FROZEN]
+            trainable = [p.local_name for p in params if p.trainable is Trainable.TRAINABLE]
+            yield Issue(
+                location=path,
+                message=(
+                    f"{path} is partly frozen: {listing(frozen)} frozen, {listing(trainable)} "
+                    f"trainable ({provenance(params)})"
+                ),
+                paths=tuple(p.name for p in params if p.trainable is Trainable.FROZEN),
+            )

@@ -1,0 +1,47 @@
+"""PI202 train-mode-export: an exported inference graph runs BatchNorm or Dropout in train mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Severity
+from ..graph import LayerKind, Mode, ModelGraph
+from .base import Issue, Rule
+
+#: graph.content of files meant for inference (ONNX, TorchScript, torch.export)
+EXPORT_CONTENT = "export"
+
+
+class TrainModeExport(Rule):
+    code = "PI202"
+    name = "train-mode-export"
+    severity = Severity.ERROR
+    fix = (
+        "Call model.eval() before exporting (torch.onnx.export(..., training=TrainingMode.EVAL), "
+        "torch.jit.trace/script, torch.export.export)."
+    )
+
+    def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        if graph.content != EXPORT_CONTENT:
+            return
+        for layer in graph.layers.values():
+            if layer.mode is not Mode.TRAIN:
+                continue
+            if (
+                layer.kind is LayerKind.BATCHNORM
+                and layer.attrs.get("track_running_stats") is not False
+            ):
+                effect = "normalizes with batch statistics and updates its running statistics"
+            elif layer.kind is LayerKind.DROPOUT:
+                effect = "randomly zeroes activations at inference"
+            else:
+                continue
+            cls = (layer.class_name or layer.kind.value).rsplit(".", 1)[-1]
+            yield Issue(
+                location=layer.path,
+                message=(
+                    f"exported {cls} {layer.path} is in training mode, so it {effect} "
+                    f"({layer.mode_fact.evidence or 'stored in the export'})"
+                ),
+                paths=(layer.path,),
+            )

@@ -1,0 +1,97 @@
+"""Tell a file's format from its bytes, never from its name.
+
+Sniffing reads at most a small header and, for zip files, the central directory. It decides which
+loader gets the file; it does not parse the model.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LoadError
+
+PICKLE_PROTO = b"\x80"
+#: torch's legacy (non-zip) files start with a pickled magic number: PROTO n, LONG1 10 bytes, magic.
+TORCH_LEGACY_MAGIC = bytes.fromhex("6cfc9c46f9206aa85019")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+@dataclass(frozen=True)
+class Sniffed:
+    """The detected format plus what the sniffer learned on the way (e.g. the zip prefix)."""
+
+    format: str
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+def sniff(path: Path) -> Sniffed:
+    """Detect the format of ``path``. Raises :class:`LoadError` for anything unrecognized."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+            size = handle.seek(0, 2)
+    except IsADirectoryError:
+        raise LoadError("is a directory") from None
+    except OSError as exc:
+        raise LoadError(f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        raise LoadError("empty file (0 bytes)")
+
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _sniff_zip(path)
+    if head[:1] == PICKLE_PROTO and head[2:4] == b"\x8a\x0a" and head[4:14] == TORCH_LEGACY_MAGIC:
+        return Sniffed("pytorch-legacy")
+    if head.startswith(HDF5_MAGIC):
+        return Sniffed("keras-h5")
+    if head.startswith(LFS_POINTER):
+        return Sniffed("git-lfs-pointer")
+    if _looks_like_safetensors(head, size):
+        return Sniffed("safetensors")
+    if head[:1] == PICKLE_PROTO and 2 <= head[1] <= 5:
+        return Sniffed("pickle")
+    if _looks_like_onnx(head):
+        return Sniffed("onnx")
+    raise LoadError("not a model file: the bytes match no supported format")
+
+
+def _sniff_zip(path: Path) -> Sniffed:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise LoadError(f"corrupt or truncated zip archive ({exc})") from None
+    name_set = set(names)
+    if {"config.json", "metadata.json"} <= name_set or "model.weights.h5" in name_set:
+        return Sniffed("keras")
+    # torch archives keep everything under one top-level folder of any name.
+    prefixes = {n.split("/", 1)[0] for n in names if "/" in n}
+    for prefix in sorted(prefixes):
+        if f"{prefix}/archive_format" in name_set or any(
+            n.startswith(f"{prefix}/models/") and n.endswith(".json") for n in names
+        ):
+            return Sniffed("torch-export", {"prefix": prefix})
+    for prefix in sorted(prefixes):
+        if f"{prefix}/data.pkl" in name_set:
+            if f"{prefix}/constants.pkl" in name_set or any(
+                n.startswith(f"{prefix}/code/") for n in names
+            ):
+                return Sniffed("torchscript", {"prefix": prefix})
+            return Sniffed("pytorch", {"prefix": prefix})
+    raise LoadError("zip archive that is not a PyTorch, TorchScript, torch.export or Keras file")
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 10:
+        return False
+    (header_len,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and 0 < header_len <= size - 8
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    # ModelProto starts with ir_version (field 1, varint): tag byte 0x08, then a small version.
+    return len(head) >= 2 and head[0] == 0x08 and 1 <= head[1] <= 30
+
