@@ -24,6 +24,34 @@ FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 
 
 @dataclass(frozen=True)
+class Policy:
+    """One ``[[tool.paraminspect.policy]]`` table: what a team meant to freeze (rule PI401).
+
+    Patterns are globs on dotted paths; a pattern covers a parameter or layer when it matches the
+    path or one of its dotted prefixes (``backbone.*`` covers ``backbone.conv`` and
+    ``backbone.conv.weight``; ``backbone`` covers everything below it).
+    """
+
+    files: tuple[str, ...] = ("*",)  #: file globs (relative to the config's folder), like per-file-ignores
+    frozen: tuple[str, ...] = ()
+    trainable: tuple[str, ...] = ()
+    eval: tuple[str, ...] = ()  #: layers that must be in eval mode
+    min_trainable_params: int | None = None  #: trainable elements, summed over the model
+    severity: Severity = Severity.ERROR  #: of a disagreement
+    #: of "the file cannot tell" (trainability or mode unknown); never off: unknown must not pass
+    unverifiable: Severity = Severity.ERROR
+    index: int = 1  #: position in the config, for messages
+    source: str = "config"
+
+    @property
+    def label(self) -> str:
+        return f"policy #{self.index} ({', '.join(self.files)})"
+
+    def applies_to(self, path: str, root: Path) -> bool:
+        return any(_path_matches(path, pattern, root) for pattern in self.files)
+
+
+@dataclass(frozen=True)
 class Settings:
     """What to check and when to fail. Empty ``select`` means every rule."""
 
@@ -32,6 +60,7 @@ class Settings:
     fail_on: Severity | None = Severity.ERROR
     #: (glob, codes): codes ignored for files matching glob (relative to ``root``)
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    policies: tuple[Policy, ...] = ()
     root: Path = field(default_factory=Path.cwd)
 
     def rule_enabled(self, code: str, name: str, path: str | None = None) -> bool:
@@ -115,13 +144,13 @@ def load_settings(config_file: Path | None = None, start: Path | None = None) ->
     return settings_from_table(table, root=path.parent, source=str(path))
 
 
-KNOWN_KEYS = {"select", "ignore", "fail-on", "per-file-ignores"}
+KNOWN_KEYS = {"select", "ignore", "fail-on", "per-file-ignores", "policy"}
 
 
 def settings_from_table(
     table: Mapping[str, object], root: Path, source: str = "config"
 ) -> Settings:
-    unknown = set(table) - KNOWN_KEYS - {"policy"}
+    unknown = set(table) - KNOWN_KEYS
     if unknown:
         raise ConfigError(
             f"{source}: unknown [tool.paraminspect] key(s): {', '.join(sorted(unknown))}"
@@ -152,5 +181,66 @@ def settings_from_table(
         ignore=codes("ignore"),
         fail_on=parse_fail_on(fail_on),
         per_file_ignores=tuple(pfi),
+        policies=parse_policies(table.get("policy", []), source),
         root=root,
     )
+
+
+POLICY_KEYS = {
+    "files", "frozen", "trainable", "eval", "min-trainable-params", "severity", "unverifiable"
+}
+
+
+def parse_policies(value: object, source: str = "config") -> tuple[Policy, ...]:
+    """``[[tool.paraminspect.policy]]`` tables -> Policy objects (ConfigError on any mistake)."""
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{source}: policy must be an array of tables ([[tool.paraminspect.policy]])")
+    policies = []
+    for index, table in enumerate(value, start=1):
+        where = f"{source}: policy #{index}"
+        unknown = set(table) - POLICY_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
+
+        def globs(key: str, table: dict[str, object] = table, where: str = where) -> tuple[str, ...]:
+            raw = table.get(key, [])
+            raw = [raw] if isinstance(raw, str) else raw
+            if not isinstance(raw, list) or not all(isinstance(v, str) and v.strip() for v in raw):
+                raise ConfigError(f"{where}: {key} must be a list of glob patterns")
+            return tuple(v.strip() for v in raw)
+
+        def severity(key: str, table: dict[str, object] = table, where: str = where) -> Severity:
+            raw = table.get(key, "error")
+            choices = [s.value for s in Severity]
+            if not isinstance(raw, str) or raw.strip().lower() not in choices:
+                extra = (
+                    " (a policy the file cannot confirm is never passed silently)"
+                    if key == "unverifiable" else ""
+                )
+                raise ConfigError(f"{where}: {key} must be one of {', '.join(choices)}{extra}")
+            return Severity(raw.strip().lower())
+
+        minimum = table.get("min-trainable-params")
+        if minimum is not None and (
+            isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0
+        ):
+            raise ConfigError(f"{where}: min-trainable-params must be a whole number >= 0")
+        policy = Policy(
+            files=globs("files") or ("*",),
+            frozen=globs("frozen"),
+            trainable=globs("trainable"),
+            eval=globs("eval"),
+            min_trainable_params=minimum,
+            severity=severity("severity"),
+            unverifiable=severity("unverifiable"),
+            index=index,
+            source=source,
+        )
+        if not (policy.frozen or policy.trainable or policy.eval or minimum is not None):
+            raise ConfigError(
+                f"{where}: declares nothing (give frozen, trainable, eval or min-trainable-params)"
+            )
+        policies.append(policy)
+    return tuple(policies)

@@ -44,7 +44,7 @@ def check_graph(graph: ModelGraph, settings: Settings | None = None) -> list[Fin
         if not settings.rule_enabled(rule_cls.code, rule_cls.name, graph.path):
             continue
         try:
-            issues = list(rule_cls().check(graph))
+            issues = list(rule_cls(settings).check(graph))
         except Exception as exc:  # noqa: BLE001 - a rule bug must not hide the other findings
             raise RuntimeError(f"rule {rule_cls.code} failed: {type(exc).__name__}: {exc}") from exc
         findings.extend(rule_cls.finding(issue) for issue in issues)

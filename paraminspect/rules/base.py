@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..config import Settings
 from ..findings import Finding, Severity
 from ..graph import ModelGraph
 
@@ -38,6 +39,10 @@ class Rule:
         if cls.code in Rule.registry and Rule.registry[cls.code] is not cls:
             raise TypeError(f"rule code {cls.code} is used twice")
         Rule.registry[cls.code] = cls
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        #: the run's settings, for the few rules configured by them (PI401 reads the policies)
+        self.settings = settings if settings is not None else Settings()
 
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
         """Yield issues found in ``graph``. Must never guess where the graph says 'unknown'."""
