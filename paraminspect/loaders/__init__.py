@@ -21,6 +21,7 @@ LOADERS: dict[str, str] = {
     "pytorch-legacy": "torch_pickle:load_legacy",
     "pickle": "torch_pickle:load_plain_pickle",
     "torchscript": "torchscript:load",
+    "torch-export": "torch_export:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ..findings import Severity
 from ..graph import ModelGraph, OrderSource, Tensor, Trainable, subtree_state
+from ._dataflow import has_dataflow, reachable, reaches_output
 from ._text import elements, listing, numel, plural, provenance
 from .base import Issue, Rule
 
@@ -25,6 +26,9 @@ class FrozenHead(Rule):
             return
         states = [subtree_state(graph.own_parameters(path)) for path in leaves]
         if any(state is Trainable.UNKNOWN for state in states):
+            return
+        if has_dataflow(graph):
+            yield from _check_edges(graph, leaves)
             return
         tail_len = 0
         for state in reversed(states):
@@ -63,6 +67,49 @@ class FrozenHead(Rule):
             ),
             paths=tuple(tail),
         )
+
+
+def _check_edges(graph: ModelGraph, leaves: list[str]) -> Iterator[Issue]:
+    """With real edges: frozen layers feeding outputs with no trainable layer after them, while
+    trainable layers upstream of them exist."""
+    assert graph.edges is not None
+    live = reaches_output(graph) or set()
+    trainable = {
+        path for path in leaves
+        if any(p.trainable is Trainable.TRAINABLE for p in graph.own_parameters(path))
+    }
+    tail = [
+        path for path in leaves
+        if path in live
+        and subtree_state(graph.own_parameters(path)) is Trainable.FROZEN
+        and not reachable(graph.edges, [path]) & trainable
+    ]
+    if not tail:
+        return
+    trainable_layers = [
+        path for path in leaves if path in trainable and reachable(graph.edges, [path]) & set(tail)
+    ]
+    upstream = [
+        p for path in trainable_layers for p in graph.own_parameters(path)
+        if p.trainable is Trainable.TRAINABLE
+    ]
+    frozen = [p for path in tail for p in graph.own_parameters(path)]
+    # Same PEFT guard as in registration order: a small trainable part upstream is on purpose.
+    if not upstream or numel(upstream) <= numel(frozen):
+        return
+    yield Issue(
+        location=_common_prefix(tail),
+        message=(
+            f"{plural(len(tail), 'layer')} with parameters that produce the model output in the "
+            f"stored dataflow graph ({listing(tail)}) {'is' if len(tail) == 1 else 'are'} frozen "
+            f"with nothing trainable after {'it' if len(tail) == 1 else 'them'}, while "
+            f"{plural(len(trainable_layers), 'layer')} upstream train "
+            f"({elements(numel(upstream))} trainable elements, e.g. "
+            f"{listing(trainable_layers, 2)}): the output layer cannot adapt to the new task "
+            f"({provenance(frozen)})"
+        ),
+        paths=tuple(tail),
+    )
 
 
 def _common_prefix(paths: list[str]) -> str:

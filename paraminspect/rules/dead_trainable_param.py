@@ -1,0 +1,44 @@
+"""PI104 dead-trainable-param: trainable parameters whose layer cannot reach any model output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Severity
+from ..graph import ModelGraph, Trainable
+from ._dataflow import reaches_output
+from ._text import elements, numel, plural, provenance
+from .base import Issue, Rule
+
+
+class DeadTrainableParam(Rule):
+    code = "PI104"
+    name = "dead-trainable-param"
+    severity = Severity.WARNING
+    fix = (
+        "Remove the unused module, freeze it (requires_grad_(False)), or wire it into forward: "
+        "as stored, its parameters never receive a gradient."
+    )
+
+    def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        live = reaches_output(graph)
+        if live is None:
+            return
+        for path in graph.order:
+            if path in live:
+                continue
+            trainable = [
+                p for p in graph.own_parameters(path) if p.trainable is Trainable.TRAINABLE
+            ]
+            if not trainable:
+                continue
+            yield Issue(
+                location=path,
+                message=(
+                    f"{path or 'the root module'} holds {plural(len(trainable), 'trainable parameter')} "
+                    f"({elements(numel(trainable))} elements) but nothing it computes reaches a "
+                    f"model output in the stored dataflow graph, so they never get a gradient "
+                    f"({provenance(trainable)})"
+                ),
+                paths=(path,),
+            )
