@@ -22,6 +22,8 @@ LOADERS: dict[str, str] = {
     "pickle": "torch_pickle:load_plain_pickle",
     "torchscript": "torchscript:load",
     "torch-export": "torch_export:load",
+    "keras": "keras:load",
+    "keras-h5": "keras:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).
