@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
@@ -28,11 +29,22 @@ class Finding:
     fix: str = ""
     paths: tuple[str, ...] = ()
 
+    def fingerprint(self, path: str) -> str:
+        """This finding's stable id in the file at ``path`` (see :func:`fingerprint`)."""
+        return fingerprint(path, self.code, self.location)
+
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["severity"] = self.severity.value
         data["paths"] = list(self.paths)
         return data
+
+
+def fingerprint(path: str, code: str, location: str) -> str:
+    """A stable id for a finding: file path, code and location only, so rewording a message or
+    re-saving the file does not make an old finding new (baselines, SARIF partialFingerprints)."""
+    key = "\0".join((path, code, location))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

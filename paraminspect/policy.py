@@ -88,14 +88,19 @@ def coverage(graph: ModelGraph, policies: Iterable[Policy]) -> dict[str, tuple[s
             continue
         name = graph.display(layer.path)
         wanted: list[str] = []
+        own = [graph.display(t.name) for t in graph.own_parameters(layer.path)]
         for policy in policies:
-            try:
-                expected = expected_trainability(policy, name)
-            except ValueError:
-                wanted.append("ambiguous")
-            else:
-                if expected is not None:
-                    wanted.append(expected.value)
+            # The layer's own path first; else its parameters (``head.*`` covers head.weight).
+            for candidates in ([name], own):
+                try:
+                    expected = {expected_trainability(policy, c) for c in candidates}
+                except ValueError:
+                    wanted.append("ambiguous")
+                    break
+                expected.discard(None)
+                if expected:
+                    wanted.extend(sorted(e.value for e in expected if e is not None))
+                    break
             if wants_eval(policy, name):
                 wanted.append("eval")
         if wanted:

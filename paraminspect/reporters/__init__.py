@@ -1,19 +1,42 @@
 """Reporters turn a :class:`~paraminspect.findings.Report` into text. They know nothing of
-formats or rules beyond what a Finding carries. Each is imported only when asked for."""
+formats or rules beyond what a Finding carries (plus the optional rule catalog in
+:class:`Options`). Each is imported only when asked for."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
-from ..findings import Report
+from ..findings import Report, Severity
 
 #: --format name -> "module:function" in this package
 REPORTERS: dict[str, str] = {
     "text": "text:render",
     "json": "json_report:render",
+    "github": "github:render",
+    "sarif": "sarif:render",
+    "markdown": "markdown:render",
+    "junit": "junit:render",
 }
+
+#: where rule documents are published (SARIF helpUri, markdown links)
+REPOSITORY_URL = "https://github.com/paraminspect/paraminspect"
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What reports may say about a rule: from the registry and the rule's document."""
+
+    code: str
+    name: str
+    severity: Severity
+    summary: str = ""  #: first paragraph of "What it does"
+    description: str = ""  #: "What it does" + "Why it matters"
+    fix: str = ""  #: the "Fix" section
+    help_uri: str = ""
+    doc: str = ""  #: the whole document (markdown)
 
 
 @dataclass(frozen=True)
@@ -21,6 +44,10 @@ class Options:
     color: bool = True
     quiet: bool = False
     width: int | None = None
+    #: lowest severity that fails the run (JUnit failures, annotation wording); None = never
+    fail_on: Severity | None = Severity.ERROR
+    #: the rules that ran, for reports that list rules (SARIF descriptors, JUnit test cases)
+    rules: tuple[RuleInfo, ...] = ()
 
 
 class Renderer(Protocol):
@@ -35,3 +62,48 @@ def get_reporter(name: str) -> Renderer:
     module = importlib.import_module(f"{__name__}.{module_name}")
     renderer: Renderer = getattr(module, function)
     return renderer
+
+
+def rule_catalog(enabled: Callable[[str, str], bool] | None = None) -> tuple[RuleInfo, ...]:
+    """Every registered rule (those ``enabled(code, name)`` accepts) with its document's prose."""
+    from ..docs import rule_doc
+    from ..rules import all_rules
+
+    infos = []
+    for rule in all_rules():
+        if enabled is not None and not enabled(rule.code, rule.name):
+            continue
+        doc = rule_doc(rule.code)
+        if doc is None:
+            infos.append(RuleInfo(rule.code, rule.name, rule.severity, fix=rule.fix))
+            continue
+        description = "\n\n".join(
+            part for part in (doc.section("What it does"), doc.section("Why it matters")) if part
+        )
+        infos.append(
+            RuleInfo(
+                code=rule.code,
+                name=rule.name,
+                severity=rule.severity,
+                summary=doc.summary,
+                description=description,
+                fix=doc.section("Fix") or rule.fix,
+                help_uri=f"{REPOSITORY_URL}/blob/main/rules/{doc.path.name}",
+                doc=doc.text,
+            )
+        )
+    return tuple(infos)
+
+
+def repo_path(path: str, root: str | None = None) -> str:
+    """``path`` relative to ``root`` (default: $GITHUB_WORKSPACE, else the current folder), with
+    ``/``: what GitHub annotations, SARIF and CI test reports expect. Unchanged when outside."""
+    import os
+    from pathlib import Path
+
+    base = Path(root or os.environ.get("GITHUB_WORKSPACE") or os.getcwd())
+    candidate = Path(path)
+    try:
+        return candidate.resolve().relative_to(base.resolve()).as_posix()
+    except (ValueError, OSError):
+        return candidate.as_posix()

@@ -6,6 +6,7 @@ Uniform subtrees (every layer below shares trainability and mode) collapse into 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -49,7 +50,13 @@ def summarize(graph: ModelGraph, path: str) -> NodeSummary:
     )
 
 
-def _label(graph: ModelGraph, path: str, summary: NodeSummary, collapsed: bool) -> Text:
+#: layer path -> what a freeze policy asks of it (``frozen``, ``eval``...), for ``show --policy``
+Marks = Mapping[str, tuple[str, ...]]
+
+
+def _label(
+    graph: ModelGraph, path: str, summary: NodeSummary, collapsed: bool, marks: Marks
+) -> Text:
     layer = graph.layers[path]
     text = Text()
     text.append(layer.name or "(model)", style="bold")
@@ -66,19 +73,23 @@ def _label(graph: ModelGraph, path: str, summary: NodeSummary, collapsed: bool) 
         text.append(f"  {summary.params:,} params", style="dim")
     if collapsed and summary.layers:
         text.append(f"  ({summary.layers} layers below, all alike)", style="dim italic")
+    if path in marks:
+        text.append(f"  [policy: {', '.join(marks[path])}]", style="bold cyan")
     return text
 
 
-def _add(tree: Tree, graph: ModelGraph, path: str) -> None:
+def _add(tree: Tree, graph: ModelGraph, path: str, marks: Marks) -> None:
     layer = graph.layers[path]
     for child in layer.children:
         summary = summarize(graph, child)
         uniform = summary.state != "mixed" and summary.mode != "mixed"
-        collapsed = uniform and summary.layers > COLLAPSE_AFTER
-        branch = tree.add(_label(graph, child, summary, collapsed))
+        # A subtree whose layers the policy marks differently stays open, so every mark shows.
+        below = {marks.get(item.path) for item in graph.walk(child)}
+        collapsed = uniform and summary.layers > COLLAPSE_AFTER and len(below) == 1
+        branch = tree.add(_label(graph, child, summary, collapsed, marks))
         if not collapsed:
             _own_tensors(branch, graph, child)
-            _add(branch, graph, child)
+            _add(branch, graph, child, marks)
 
 
 def _own_tensors(branch: Tree, graph: ModelGraph, path: str) -> None:
@@ -92,14 +103,18 @@ def _own_tensors(branch: Tree, graph: ModelGraph, path: str) -> None:
             )
 
 
-def render(graph: ModelGraph, stream: TextIO, options: Options) -> None:
+def render(
+    graph: ModelGraph, stream: TextIO, options: Options, marks: Marks | None = None
+) -> None:
+    """Print the freeze map; ``marks`` (layer path -> policy expectations) labels covered layers."""
+    marks = marks or {}
     console = make_console(stream, options)
     root_summary = summarize(graph, "")
     title = Text(f"{graph.path}  ", style="bold")
     title.append(f"{graph.format} ({graph.content})", style="dim")
     tree = Tree(title)
-    tree.add(_label(graph, "", root_summary, False))
-    _add(tree, graph, "")
+    tree.add(_label(graph, "", root_summary, False, marks))
+    _add(tree, graph, "", marks)
     console.print(tree)
     source = graph.trainability_source()
     trainable = sum(p.numel or 0 for p in graph.parameters() if p.trainable is Trainable.TRAINABLE)

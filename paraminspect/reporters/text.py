@@ -56,9 +56,22 @@ def _finding_line(path: str, finding: Finding) -> Text:
     return line
 
 
+def plain_terminal(console: Console) -> bool:
+    """True off a terminal or on a dumb one: use ASCII rules, no box drawing."""
+    return not console.is_terminal or console.is_dumb_terminal or os.environ.get("TERM") == "dumb"
+
+
 def _render_file(console: Console, file: FileReport, options: Options) -> None:
-    if file.skipped and not options.quiet:
+    if file.skipped:
+        # Shown even with --quiet: a hook that sees a Git LFS pointer must say it checked nothing.
         console.print(Text(f"{file.path}: skipped: {file.skipped}", style="dim"))
+        return
+    if file.error and not file.findings:  # PI001 ignored: still name the file nobody checked
+        console.print(Text(f"{file.path}: unreadable: {file.error}", style="bold red"))
+        return
+    if options.quiet:  # one line per finding, every finding named (pre-commit, grep)
+        for finding in file.findings:
+            console.print(_finding_line(file.path, finding))
         return
     for item in group_findings(file.findings):
         if isinstance(item, Group):
@@ -81,11 +94,11 @@ def _render_file(console: Console, file: FileReport, options: Options) -> None:
                         style="dim",
                     )
                 )
-            if first.fix and not options.quiet:
+            if first.fix:
                 console.print(Text(f"    fix: {first.fix}", style="green"))
         else:
             console.print(_finding_line(file.path, item))
-            if item.fix and not options.quiet:
+            if item.fix:
                 console.print(Text(f"    fix: {item.fix}", style="green"))
 
 
@@ -98,7 +111,7 @@ def _render_summary(console: Console, report: Report) -> None:
         console.print("No model files found.")
         return
     table = Table(
-        box=box.SIMPLE if console.is_terminal else box.ASCII2, show_edge=False, pad_edge=False
+        box=box.ASCII2 if plain_terminal(console) else box.SIMPLE, show_edge=False, pad_edge=False
     )
     for column, justify in (
         ("file", "left"),
