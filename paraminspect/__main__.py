@@ -1,0 +1,5 @@
+"""``python -m paraminspect``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""The restricted unpickler never runs what a pickle names, and still recovers the model."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from paraminspect import load
+from paraminspect.errors import LoadError
+from paraminspect.loaders.safe_unpickler import GlobalLog, Stub, TensorRef, unpickle
+
+from .conftest import TORCH_FIXTURES, findings
+
+MARKER = Path("/tmp/paraminspect-pwned-marker")  # what the evil fixtures would create
+
+
+@pytest.mark.parametrize("name", ["evil.pt", "evil_legacy.pt"])
+def test_payload_is_reported_and_never_runs(name: str) -> None:
+    MARKER.unlink(missing_ok=True)
+    graph = load(TORCH_FIXTURES / name)
+    calls = {r.target: r.how for r in graph.code_references}
+    assert calls["posix.system"] == "call"
+    assert ("PI002", "", "error") in findings(TORCH_FIXTURES / name)
+    assert not MARKER.exists()
+
+
+class _Reduce:
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _walk(obj: object, protocol: int = 2) -> tuple[object, GlobalLog]:
+    log = GlobalLog()
+    result, _ = unpickle(pickle.dumps(obj, protocol=protocol), log)
+    return result, log
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_eval_payload_is_a_stub(protocol: int, tmp_path: Path) -> None:
+    target = tmp_path / "ran"
+    result, log = _walk(_Reduce(eval, (f"open({str(target)!r}, 'w')",)), protocol)
+    assert isinstance(result, Stub)
+    assert log.uses["builtins.eval"].calls == 1
+    assert not target.exists()
+
+
+def test_getattr_chain_is_recorded_as_calls() -> None:
+    # getattr(os, "system")("...") is pickled as REDUCE on the result of another REDUCE.
+    blob = b"cbuiltins\ngetattr\n(cbuiltins\n__import__\n(S'os'\ntRS'system'\ntR(S'echo pwned'\ntR."
+    log = GlobalLog()
+    result, _ = unpickle(blob, log)
+    assert isinstance(result, Stub)
+    assert log.uses["builtins.getattr"].calls == 1
+    assert log.uses["builtins.__import__"].calls == 1
+    assert log.uses["builtins.getattr()"].calls == 1  # the looked-up attribute was called too
+    from paraminspect.rules.unsafe_pickle import is_dangerous
+
+    assert is_dangerous("builtins.getattr()") and is_dangerous("builtins.__import__")
+
+
+def test_harmless_containers_stay_real() -> None:
+    from collections import OrderedDict
+
+    data = OrderedDict(a={1, 2}, b=frozenset({3}), c=[1.5, "x", b"raw"], d=slice(1, 2))
+    result, log = _walk(data)
+    assert result == data
+    assert all(use.calls == 0 for use in log.uses.values() if "OrderedDict" not in str(use))
+
+
+def test_truncated_pickle_is_a_load_error() -> None:
+    blob = pickle.dumps({"a": list(range(100))}, protocol=2)
+    with pytest.raises(LoadError, match="truncated"):
+        unpickle(blob[: len(blob) // 2], GlobalLog())
+
+
+def test_garbage_is_a_one_line_load_error() -> None:
+    with pytest.raises(LoadError) as info:
+        unpickle(b"\x80\x02\xff\xfe\xfd", GlobalLog())
+    assert "\n" not in str(info.value)
+
+
+def test_storage_bytes_are_never_read(tmp_path: Path) -> None:
+    # Replace every storage with junk of the same size: the graph must come out the same.
+    source = TORCH_FIXTURES / "cnn_whole_bn_train_frozen.pt"
+    junk = tmp_path / "junk.pt"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(junk, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if "/data/" in info.filename:
+                data = b"\xff" * len(data)
+            dst.writestr(info, data)
+    original, scrambled = load(source), load(junk)
+    assert [(t.name, t.shape, t.trainable) for t in original.tensors.values()] == [
+        (t.name, t.shape, t.trainable) for t in scrambled.tensors.values()
+    ]
+
+
+def test_missing_storage_is_reported(tmp_path: Path) -> None:
+    source = TORCH_FIXTURES / "cnn_sd_clean.pt"
+    broken = tmp_path / "broken.pt"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(broken, "w") as dst:
+        for info in src.infolist():
+            if not info.filename.endswith("/data/0"):
+                dst.writestr(info, src.read(info))
+    with pytest.raises(LoadError, match="storage 0"):
+        load(broken)
+
+
+def test_tensor_records_carry_metadata_only() -> None:
+    graph = load(TORCH_FIXTURES / "cnn_whole_clean.pt")
+    conv = graph.tensors["backbone.conv.weight"]
+    assert conv.shape == (4, 3, 3, 3) and conv.dtype == "float32"
+    assert isinstance(conv.origin, TensorRef)
+    assert graph.tensors["backbone.bn.num_batches_tracked"].dtype == "int64"
+    assert graph.tensors["backbone.bn.num_batches_tracked"].shape == ()
+
+
+def test_archive_folder_name_is_not_assumed(tmp_path: Path) -> None:
+    source = TORCH_FIXTURES / "cnn_sd_clean.pt"
+    renamed = tmp_path / "renamed.pt"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(renamed, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            info.filename = "some_other_name/" + info.filename.split("/", 1)[1]
+            dst.writestr(info, data)
+    assert set(load(renamed).tensors) == set(load(source).tensors)
+
+
+def test_bytes_io_roundtrip_protocol_5() -> None:
+    buf = io.BytesIO()
+    pickle.dump({"x": 1}, buf, protocol=5)
+    result, _ = unpickle(buf.getvalue(), GlobalLog())
+    assert result == {"x": 1}
