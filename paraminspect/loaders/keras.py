@@ -170,6 +170,12 @@ def _load_hdf5(path: Path, h5py: Any) -> ModelGraph:
         return graph
 
 
+def _dataset_names(group: Any) -> list[str]:
+    found: list[str] = []
+    group.visititems(lambda name, obj: found.append(name) if hasattr(obj, "shape") else None)
+    return found
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -422,10 +428,7 @@ class _Builder:
             sub = group[top]
             weight_names = _names(sub.attrs.get("weight_names"))
             if weight_names is None:
-                weight_names = []
-                sub.visititems(
-                    lambda n, o: weight_names.append(n) if hasattr(o, "shape") else None
-                )
+                weight_names = _dataset_names(sub)
             for weight_name in weight_names:
                 dataset = sub.get(weight_name)
                 if dataset is None or not hasattr(dataset, "shape"):
