@@ -24,6 +24,8 @@ LOADERS: dict[str, str] = {
     "torch-export": "torch_export:load",
     "keras": "keras:load",
     "keras-h5": "keras:load",
+    "onnx": "onnx:load",
+    "safetensors": "safetensors:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).

@@ -1,0 +1,587 @@
+"""ONNX ``.onnx`` files, read with the pure-Python wire walker (no onnx import, no tensor bytes).
+
+Nodes are grouped into layers by the module scope the exporter recorded: the dynamo exporter's
+``pkg.torch.onnx.name_scopes`` / ``class_hierarchy`` node metadata, or the legacy exporter's
+node names (``/backbone/bn/BatchNormalization`` -> ``backbone.bn``). A node without a scope is
+a layer of its own. Initializers become tensors of the layer their name places them in (a dotted
+``backbone.conv.weight``) or else of the first layer that consumes them.
+
+ONNX records no trainability, so every tensor stays ``Trainable.UNKNOWN``. It does record the
+train/eval behaviour of BatchNormalization (``training_mode``) and Dropout (its third input).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from pathlib import Path
+
+from ..errors import LoadError
+from ..graph import (
+    CodeReference,
+    Fact,
+    Layer,
+    LayerKind,
+    Mode,
+    ModelGraph,
+    OrderSource,
+    Source,
+    Tensor,
+    TensorRole,
+)
+from ..kinds import classify
+from ..sniff import Sniffed
+from .onnx_wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
+
+#: op_type -> layer kind, for layers whose class the file does not name
+OP_KINDS: dict[str, LayerKind] = {
+    "BatchNormalization": LayerKind.BATCHNORM,
+    "Dropout": LayerKind.DROPOUT,
+    "Conv": LayerKind.CONV,
+    "ConvTranspose": LayerKind.CONV,
+    "ConvInteger": LayerKind.CONV,
+    "QLinearConv": LayerKind.CONV,
+    "Gemm": LayerKind.LINEAR,
+    "MatMul": LayerKind.LINEAR,
+    "MatMulInteger": LayerKind.LINEAR,
+    "QLinearMatMul": LayerKind.LINEAR,
+    "InstanceNormalization": LayerKind.INSTANCENORM,
+    "LayerNormalization": LayerKind.LAYERNORM,
+    "GroupNormalization": LayerKind.GROUPNORM,
+    "RMSNormalization": LayerKind.RMSNORM,
+    "SimplifiedLayerNormalization": LayerKind.RMSNORM,
+    "Gather": LayerKind.EMBEDDING,
+    "Attention": LayerKind.ATTENTION,
+    "MultiHeadAttention": LayerKind.ATTENTION,
+    "LSTM": LayerKind.RECURRENT,
+    "GRU": LayerKind.RECURRENT,
+    "RNN": LayerKind.RECURRENT,
+    "Relu": LayerKind.ACTIVATION,
+    "LeakyRelu": LayerKind.ACTIVATION,
+    "PRelu": LayerKind.ACTIVATION,
+    "Sigmoid": LayerKind.ACTIVATION,
+    "Tanh": LayerKind.ACTIVATION,
+    "Gelu": LayerKind.ACTIVATION,
+    "Softmax": LayerKind.ACTIVATION,
+    "Elu": LayerKind.ACTIVATION,
+    "Selu": LayerKind.ACTIVATION,
+    "HardSigmoid": LayerKind.ACTIVATION,
+    "HardSwish": LayerKind.ACTIVATION,
+    "Mish": LayerKind.ACTIVATION,
+    "MaxPool": LayerKind.POOLING,
+    "AveragePool": LayerKind.POOLING,
+    "GlobalAveragePool": LayerKind.POOLING,
+    "GlobalMaxPool": LayerKind.POOLING,
+    "LpPool": LayerKind.POOLING,
+}
+#: when a layer holds several ops, the first kind in this list that one of them has wins
+KIND_PRIORITY = (
+    LayerKind.BATCHNORM, LayerKind.DROPOUT, LayerKind.INSTANCENORM, LayerKind.LAYERNORM,
+    LayerKind.GROUPNORM, LayerKind.RMSNORM, LayerKind.ATTENTION, LayerKind.RECURRENT,
+    LayerKind.CONV, LayerKind.LINEAR, LayerKind.EMBEDDING, LayerKind.POOLING,
+    LayerKind.ACTIVATION,
+)
+#: initializer names (last dotted part) that are state, not weights
+BUFFER_NAMES = frozenset({
+    "running_mean", "running_var", "num_batches_tracked", "inv_freq", "position_ids",
+    "token_type_ids", "relative_position_index", "masked_bias",
+})
+FLOAT_DTYPES = frozenset({
+    "float32", "float64", "float16", "bfloat16", "complex64", "complex128", "float8_e4m3fn",
+    "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1", "float8_e8m0",
+})
+NAME_SCOPES = "pkg.torch.onnx.name_scopes"
+CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
+#: a torch-style dotted parameter name: ``backbone.conv.weight``, ``layers.0.attn.q_proj.bias``
+DOTTED_NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
+#: the legacy exporter's per-node suffix: ``Conv``, ``Conv_1``, ``Constant_3``
+LEGACY_SUFFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_\d+)?$")
+#: metadata lists longer than this are not parsed (they are Python-literal strings)
+MAX_LITERAL = 64 * 1024
+
+
+def load(path: Path, sniffed: Sniffed) -> ModelGraph:
+    """Read an ONNX model's structure. Raises LoadError for malformed or inconsistent files."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            model = read_model(handle, size)
+    except WireError as exc:
+        raise LoadError(f"malformed ONNX file: {exc}") from None
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from None
+    if model.graph is None:
+        raise LoadError("not an ONNX model: the protobuf holds no graph")
+    if model.ir_version is None and not model.opsets:
+        raise LoadError("not an ONNX model: no ir_version and no opset_import")
+    return _Builder(path, model).build()
+
+
+class _Builder:
+    def __init__(self, path: Path, model: ModelInfo) -> None:
+        assert model.graph is not None
+        self.path = path
+        self.model = model
+        self.g = model.graph
+        self.graph = ModelGraph(path=str(path), format="onnx", content="export", framework="onnx")
+        self.node_layer: list[str] = []  # node index -> layer path
+        self.node_layers: set[str] = set()
+        self.initializers = {t.name: t for t in self.g.initializers}
+        self.constants: dict[str, TensorInfo | int | float] = {}  # Constant node outputs
+        self.opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))
+        #: tensor-owning layer without nodes -> the node layer that first reads its tensors
+        self.first_reader: dict[str, str] = {}
+
+    def build(self) -> ModelGraph:
+        graph = self.graph
+        producer = " ".join(p for p in (self.model.producer_name, self.model.producer_version) if p)
+        graph.framework_version = producer or None
+        self._metadata()
+        self._collect_constants()
+        self._assign_layers()
+        self._initializers()
+        self._kinds_and_modes()
+        self._edges_and_order()
+        return graph
+
+    # -- metadata ---------------------------------------------------------------------------
+    def _metadata(self) -> None:
+        m, graph = self.model, self.graph
+        graph.metadata.update({
+            "ir_version": m.ir_version,
+            "opset": dict(m.opsets),
+            "producer": m.producer_name,
+            "producer_version": m.producer_version,
+            "graph_name": self.g.name,
+            "inputs": [i for i in self.g.inputs if i not in self.initializers],
+            "outputs": list(self.g.outputs),
+            "nodes": len(self.g.nodes),
+            "initializers": len(self.g.initializers),
+            "tensor_bytes_skipped": m.skipped_bytes,
+        })
+        if m.metadata:
+            graph.metadata["model_metadata"] = dict(m.metadata)
+        if m.training_infos:
+            graph.notes.append(
+                f"the model carries {m.training_infos} TrainingInfoProto record(s); inference "
+                "runtimes ignore them and they were not analysed"
+            )
+        if m.functions:
+            graph.notes.append(
+                f"{len(m.functions)} model-local function(s) ({', '.join(m.functions[:4])}) "
+                "were not expanded: ops inside them are not analysed"
+            )
+        if self.g.subgraphs:
+            graph.notes.append(
+                f"{self.g.subgraphs} control-flow subgraph(s) (If/Loop/Scan bodies) were not analysed"
+            )
+        if self.g.sparse_initializers:
+            graph.notes.append(f"{self.g.sparse_initializers} sparse initializer(s) not listed")
+
+    def _collect_constants(self) -> None:
+        """Outputs of Constant nodes whose value is a tiny scalar (Dropout's training_mode)."""
+        for node in self.g.nodes:
+            if node.op_type != "Constant" or not node.outputs:
+                continue
+            attrs = node.attributes
+            if "value" in attrs and attrs["value"].t is not None:
+                self.constants[node.outputs[0]] = attrs["value"].t
+            elif "value_int" in attrs and attrs["value_int"].i is not None:
+                self.constants[node.outputs[0]] = attrs["value_int"].i
+            elif "value_float" in attrs and attrs["value_float"].f is not None:
+                self.constants[node.outputs[0]] = attrs["value_float"].f
+
+    # -- layers -----------------------------------------------------------------------------
+    def _assign_layers(self) -> None:
+        graph = self.graph
+        graph.ensure_layer("")
+        scoped: list[tuple[str, list[str], list[str]] | None] = []
+        for node in self.g.nodes:
+            scoped.append(_dynamo_scope(node) or _legacy_scope(node))
+        scope_paths = {s[0] for s in scoped if s and s[0]}
+        taken: set[str] = set(scope_paths)
+        # A scope-less Constant joins the scope of the node that reads it (it is that node's
+        # literal argument, not a layer of its own).
+        readers: dict[str, int] = {}
+        for node in self.g.nodes:
+            for name in node.inputs:
+                readers.setdefault(name, node.index)
+        for node in self.g.nodes:
+            if node.op_type == "Constant" and not (scoped[node.index] or ("", 0, 0))[0]:
+                reader = readers.get(node.outputs[0]) if node.outputs else None
+                if reader is not None and scoped[reader] and scoped[reader][0]:  # type: ignore[index]
+                    scoped[node.index] = (scoped[reader][0], [], [])  # type: ignore[index]
+        for node, scope in zip(self.g.nodes, scoped, strict=True):
+            if scope and scope[0]:
+                path, scopes, classes = scope
+                layer = graph.ensure_layer(path)
+                for scope_path, cls in zip(scopes, classes, strict=False):
+                    if cls and scope_path in graph.layers:
+                        graph.layers[scope_path].class_name = cls
+            else:
+                if scope and scope[2]:  # a root-scope node still names the model class
+                    graph.root.class_name = graph.root.class_name or scope[2][0]
+                path = _unique(_standalone_name(node), taken)
+                taken.add(path)
+                layer = graph.ensure_layer(path)
+            self.node_layer.append(path)
+            self.node_layers.add(path)
+            layer.attrs.setdefault("ops", []).append(node.op_type)  # type: ignore[union-attr]
+            layer.attrs.setdefault("nodes", []).append(node.name or f"#{node.index}")  # type: ignore[union-attr]
+
+    # -- tensors ----------------------------------------------------------------------------
+    def _initializers(self) -> None:
+        graph = self.graph
+        consumer: dict[str, str] = {}
+        for node, layer in zip(self.g.nodes, self.node_layer, strict=True):
+            for name in node.inputs:
+                if name in self.initializers:
+                    consumer.setdefault(name, layer)
+        folder = self.path.resolve().parent
+        for init in self.g.initializers:
+            if init.name in graph.tensors:
+                raise LoadError(f"two initializers are named {init.name!r}")
+            owner = consumer.get(init.name)
+            if DOTTED_NAME.match(init.name):
+                layer = init.name.rsplit(".", 1)[0]
+            elif owner is not None:
+                layer = owner
+            else:
+                layer = ""
+                graph.notes.append(f"initializer {init.name} is used by no node")
+            local = init.name.rsplit(".", 1)[-1]
+            dtype = init.dtype
+            is_buffer = local in BUFFER_NAMES or (dtype is not None and dtype not in FLOAT_DTYPES)
+            tensor = Tensor(
+                name=init.name,
+                layer=layer,
+                role=TensorRole.BUFFER if is_buffer else TensorRole.PARAMETER,
+                shape=tuple(init.dims),
+                dtype=dtype or f"onnx:{init.data_type}",
+                trainable_fact=Fact(Source.UNKNOWN, "ONNX stores no trainability"),
+            )
+            tensor.origin = init
+            graph.add_tensor(tensor)
+            if owner is not None and layer != owner and layer not in self.node_layers:
+                self.first_reader.setdefault(layer, owner)
+            if init.data_location == 1 or init.external_data:
+                self._external(init, folder)
+
+    def _external(self, init: TensorInfo, folder: Path) -> None:
+        location = init.external_data.get("location", "")
+        if not location:
+            raise LoadError(f"initializer {init.name} is stored externally but names no file")
+        try:
+            offset = int(init.external_data.get("offset", "0") or 0)
+            length = init.external_data.get("length")
+            length_n = int(length) if length else _payload_size(init)
+        except ValueError:
+            raise LoadError(f"initializer {init.name} has a non-numeric external-data offset/length") from None
+        target = _inside(folder, location)
+        if target is None:
+            self.graph.notes.append(
+                f"initializer {init.name} points at external data {location!r} outside the model's "
+                "folder; it was not opened (onnx refuses such paths; a crafted file can use them "
+                "to read other files)"
+            )
+            self.graph.code_references.append(
+                CodeReference(target=location, how="external-data-escape", location=init.name)
+            )
+            return
+        try:
+            size = os.stat(target).st_size
+        except FileNotFoundError:
+            raise LoadError(f"external data file {location} (initializer {init.name}) is missing") from None
+        except OSError as exc:
+            raise LoadError(f"external data file {location} cannot be read: {exc.strerror}") from None
+        if offset < 0 or (length_n is not None and offset + length_n > size):
+            need = offset + (length_n or 0)
+            raise LoadError(
+                f"external data file {location} is too short: initializer {init.name} needs bytes "
+                f"up to {need}, the file has {size}"
+            )
+        self.graph.metadata.setdefault("external_data", [])
+        files = self.graph.metadata["external_data"]
+        if isinstance(files, list) and location not in files:
+            files.append(location)
+
+    # -- kinds and modes --------------------------------------------------------------------
+    def _kinds_and_modes(self) -> None:
+        graph = self.graph
+        by_layer: dict[str, list[NodeInfo]] = {}
+        for node, path in zip(self.g.nodes, self.node_layer, strict=True):
+            by_layer.setdefault(path, []).append(node)
+        for path, layer in graph.layers.items():
+            nodes = by_layer.get(path, [])
+            self._kind(layer, nodes)
+            for node in nodes:
+                mode, fact = self._node_mode(node)
+                if mode is Mode.UNKNOWN and fact is None:
+                    continue
+                if layer.mode is Mode.TRAIN:
+                    continue
+                if mode is Mode.TRAIN or layer.mode is Mode.UNKNOWN:
+                    layer.mode, layer.mode_fact = mode, fact or Fact()
+            bn = [n for n in nodes if n.op_type == "BatchNormalization"]
+            for node in bn[:1]:
+                for attr in ("epsilon", "momentum"):
+                    if attr in node.attributes:
+                        layer.attrs[attr] = node.attributes[attr].value()
+        for path in self.node_layers:
+            layer = graph.layers[path]
+            ops = layer.attrs.get("ops") or []
+            if (layer.kind is LayerKind.BATCHNORM and layer.class_name and "BatchNormalization"
+                    not in ops and "Conv" in ops):
+                graph.notes.append(
+                    f"{path}: the {layer.class_name.rsplit('.', 1)[-1]} was folded into a Conv by "
+                    "the exporter (inference graph); its running statistics are gone"
+                )
+        for layer in graph.layers.values():
+            if layer.kind is LayerKind.OTHER and layer.children and layer.path not in self.node_layers:
+                layer.kind = LayerKind.CONTAINER if layer.path else LayerKind.MODEL
+
+    def _kind(self, layer: Layer, nodes: list[NodeInfo]) -> None:
+        if layer.class_name:
+            kind = classify(layer.class_name)
+            if kind is not LayerKind.OTHER:
+                layer.kind = kind
+                layer.kind_fact = Fact(
+                    Source.STORED, "module class recorded by the exporter (pkg.torch.onnx.class_hierarchy)"
+                )
+                return
+        kinds = {OP_KINDS[n.op_type]: n.op_type for n in nodes if n.op_type in OP_KINDS}
+        for kind in KIND_PRIORITY:
+            if kind in kinds:
+                layer.kind = kind
+                layer.kind_fact = Fact(Source.STORED, f"ONNX op {kinds[kind]}")
+                return
+        if nodes:
+            layer.kind_fact = Fact(Source.STORED, f"ONNX op {nodes[0].op_type}")
+
+    def _node_mode(self, node: NodeInfo) -> tuple[Mode, Fact | None]:
+        if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx"):
+            return _bn_mode(node)
+        if node.op_type == "Dropout" and node.domain in ("", "ai.onnx"):
+            return self._dropout_mode(node)
+        return Mode.UNKNOWN, None
+
+    def _dropout_mode(self, node: NodeInfo) -> tuple[Mode, Fact | None]:
+        if "is_test" in node.attributes:  # opset < 7
+            test = node.attributes["is_test"].i
+            mode = Mode.EVAL if test else Mode.TRAIN
+            return mode, Fact(Source.STORED, f"is_test={test} in the ONNX Dropout node")
+        if len(node.inputs) < 3 or not node.inputs[2]:
+            if self.opset and self.opset < 12:
+                return Mode.EVAL, Fact(
+                    Source.INFERRED, f"opset {self.opset} Dropout has no training input (inference)"
+                )
+            return Mode.EVAL, Fact(Source.STORED, "Dropout without a training_mode input (default false)")
+        name = node.inputs[2]
+        value = self._scalar(name)
+        if value is None:
+            return Mode.UNKNOWN, Fact(
+                Source.UNKNOWN, f"Dropout training_mode comes from {name!r}, which is not a constant"
+            )
+        where = "a Constant node" if name in self.constants else "an initializer"
+        if value:
+            return Mode.TRAIN, Fact(Source.STORED, f"Dropout training_mode input {name} is true ({where})")
+        return Mode.EVAL, Fact(Source.STORED, f"Dropout training_mode input {name} is false ({where})")
+
+    def _scalar(self, name: str) -> float | int | bool | None:
+        value = self.constants.get(name)
+        if value is None:
+            value = self.initializers.get(name)
+        if isinstance(value, TensorInfo):
+            return value.scalar()
+        return value
+
+    # -- dataflow ---------------------------------------------------------------------------
+    def _edges_and_order(self) -> None:
+        graph = self.graph
+        producer: dict[str, str] = {}
+        for node, path in zip(self.g.nodes, self.node_layer, strict=True):
+            for out in node.outputs:
+                if out:
+                    producer[out] = path
+        edges: dict[tuple[str, str], None] = {}
+        for node, path in zip(self.g.nodes, self.node_layer, strict=True):
+            for name in node.inputs:
+                src = producer.get(name)
+                if src is not None and src != path:
+                    edges[(src, path)] = None
+        graph.edges = list(edges)
+        graph.outputs = list(dict.fromkeys(producer[o] for o in self.g.outputs if o in producer))
+        graph.order, cyclic = _topological(list(dict.fromkeys(self.node_layer)), graph.edges)
+        if cyclic:
+            graph.notes.append(
+                "layer-level dataflow has cycles (a scope's ops interleave with another's); "
+                "those layers are ordered by first node"
+            )
+        graph.order = _with_owners(graph, graph.order, self.first_reader)
+        graph.order_source = OrderSource.DATAFLOW
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _bn_mode(node: NodeInfo) -> tuple[Mode, Fact]:
+    attr = node.attributes.get("training_mode")
+    if attr is not None and attr.i is not None:
+        if attr.i:
+            return Mode.TRAIN, Fact(Source.STORED, "training_mode=1 in the ONNX node")
+        return Mode.EVAL, Fact(Source.STORED, "training_mode=0 in the ONNX node")
+    extra = [o for o in node.outputs[1:] if o]
+    if extra:
+        return Mode.TRAIN, Fact(
+            Source.STORED, f"the ONNX BatchNormalization node outputs running statistics ({len(extra)} extra outputs)"
+        )
+    test = node.attributes.get("is_test")
+    if test is not None and test.i is not None:
+        mode = Mode.EVAL if test.i else Mode.TRAIN
+        return mode, Fact(Source.STORED, f"is_test={test.i} in the ONNX node")
+    return Mode.EVAL, Fact(Source.STORED, "single-output ONNX BatchNormalization without training_mode")
+
+
+def _literal_list(text: str | None) -> list[str] | None:
+    if not text or len(text) > MAX_LITERAL:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def _dynamo_scope(node: NodeInfo) -> tuple[str, list[str], list[str]] | None:
+    """(layer path, module scopes, their classes) from the dynamo exporter's node metadata.
+
+    Both lists end with the op itself (``'_native_batch_norm_legit_no_training'``,
+    ``'aten.linear.default'``); the entry before it is the innermost module.
+    """
+    scopes = _literal_list(node.metadata.get(NAME_SCOPES))
+    if not scopes:
+        return None
+    classes = _literal_list(node.metadata.get(CLASS_HIERARCHY)) or []
+    modules = scopes[:-1] if len(scopes) > 1 else scopes
+    module_classes = classes[: len(modules)] if len(classes) >= len(modules) else []
+    path = modules[-1] if modules else ""
+    if any(not p or p.startswith(".") or p.endswith(".") or ".." in p for p in modules[1:]):
+        return None
+    return path, modules, module_classes
+
+
+def _legacy_scope(node: NodeInfo) -> tuple[str, list[str], list[str]] | None:
+    """``/backbone/blocks/blocks.0/conv/Conv_1`` -> ``backbone.blocks.0.conv``."""
+    name = node.name
+    if not name.startswith("/") or name.count("/") < 2:
+        return None
+    parts = name.split("/")[1:]
+    if not LEGACY_SUFFIX.match(parts[-1]) or any(not p for p in parts[:-1]):
+        return None
+    path: list[str] = []
+    for part in parts[:-1]:
+        # containers repeat their own name: /blocks/blocks.0 -> blocks.0
+        if path and part.startswith(path[-1] + "."):
+            path[-1] = part
+        else:
+            path.append(part)
+    joined = ".".join(path)
+    return joined, [], []
+
+
+def _standalone_name(node: NodeInfo) -> str:
+    name = node.name.strip("/") if node.name else f"{node.op_type}_{node.index}"
+    return re.sub(r"[./]", "_", name) or f"{node.op_type}_{node.index}"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    i = 1
+    while f"{name}_{i}" in taken:
+        i += 1
+    return f"{name}_{i}"
+
+
+def _payload_size(init: TensorInfo) -> int | None:
+    entry = DATA_TYPES.get(init.data_type)
+    if entry is None or not entry[1]:
+        return None
+    numel = 1
+    for d in init.dims:
+        numel *= d
+    return (numel * entry[1] + 7) // 8
+
+
+def _inside(folder: Path, location: str) -> Path | None:
+    """``folder/location`` if it stays inside ``folder`` (lexically and after symlinks)."""
+    if (
+        not location
+        or "\x00" in location
+        or os.path.isabs(location)
+        or location.startswith(("/", "\\"))
+        or re.match(r"^[A-Za-z]:", location)
+    ):
+        return None
+    candidate = os.path.normpath(os.path.join(folder, location))
+    if os.path.commonpath([candidate, str(folder)]) != str(folder):
+        return None
+    real = os.path.realpath(candidate)
+    if os.path.commonpath([real, os.path.realpath(folder)]) != os.path.realpath(folder):
+        return None
+    return Path(candidate)
+
+
+def _topological(nodes: list[str], edges: list[tuple[str, str]]) -> tuple[list[str], bool]:
+    """Kahn's algorithm; ties and cycles fall back to first-appearance order."""
+    rank = {n: i for i, n in enumerate(nodes)}
+    indegree = dict.fromkeys(nodes, 0)
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        succ[a].append(b)
+        indegree[b] += 1
+    ready = sorted((n for n in nodes if indegree[n] == 0), key=rank.__getitem__)
+    order: list[str] = []
+    done: set[str] = set()
+    cyclic = False
+    while len(order) < len(nodes):
+        if not ready:  # a cycle: release the earliest remaining layer
+            cyclic = True
+            ready = [min((n for n in nodes if n not in done), key=rank.__getitem__)]
+        node = ready.pop(0)
+        if node in done:
+            continue
+        order.append(node)
+        done.add(node)
+        for nxt in succ[node]:
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0 and nxt not in done:
+                ready.append(nxt)
+        ready.sort(key=rank.__getitem__)
+    return order, cyclic
+
+
+def _with_owners(graph: ModelGraph, order: list[str], first_reader: dict[str, str]) -> list[str]:
+    """``order`` with every ancestor placed before its first descendant and every tensor-only
+    layer (``backbone.conv`` holding weights folded into another scope's node) placed before the
+    layer that first reads its tensors; layers nothing reads go last."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def emit(path: str) -> None:
+        for anc in [*reversed(graph.ancestors(path)), path]:
+            if anc not in seen:
+                seen.add(anc)
+                out.append(anc)
+
+    waiting: dict[str, list[str]] = {}
+    for owner, reader in first_reader.items():
+        waiting.setdefault(reader, []).append(owner)
+    for path in order:
+        for owner in sorted(waiting.get(path, [])):
+            emit(owner)
+        emit(path)
+    for path in graph.layers:
+        emit(path)
+    return out
