@@ -1,0 +1,245 @@
+"""safetensors files: the JSON header only, validated the way the safetensors library does.
+
+The format stores names, dtypes, shapes and byte ranges, nothing else: no trainability, no
+parameter/buffer distinction, no layer classes, no train/eval mode, and tensors are laid out by
+dtype then name, not in module order. So every tensor stays ``Trainable.UNKNOWN``, unless the
+file follows paraminspect's documented convention: a ``__metadata__`` key
+``paraminspect.trainable`` whose value is a JSON object string ``{"<tensor name>": true|false}``
+written from ``model.named_parameters()``. Its key order is then taken as module registration
+order; without it the layer order is unknown and ``graph.order`` stays empty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+from ..errors import LoadError
+from ..graph import Fact, LayerKind, ModelGraph, OrderSource, Source, Tensor, TensorRole, Trainable
+from ..sniff import Sniffed
+
+#: the library's limit (safetensors ``MAX_HEADER_SIZE``)
+MAX_HEADER = 100_000_000
+#: safetensors dtype -> (torch-style name, bits per element), as accepted by safetensors 0.8
+DTYPES: dict[str, tuple[str, int]] = {
+    "BOOL": ("bool", 8), "U8": ("uint8", 8), "I8": ("int8", 8), "I16": ("int16", 16),
+    "U16": ("uint16", 16), "F16": ("float16", 16), "BF16": ("bfloat16", 16),
+    "I32": ("int32", 32), "U32": ("uint32", 32), "F32": ("float32", 32), "C64": ("complex64", 64),
+    "F64": ("float64", 64), "I64": ("int64", 64), "U64": ("uint64", 64),
+    "F8_E5M2": ("float8_e5m2", 8), "F8_E4M3": ("float8_e4m3fn", 8),
+    "F8_E4M3FNUZ": ("float8_e4m3fnuz", 8), "F8_E5M2FNUZ": ("float8_e5m2fnuz", 8),
+    "F8_E8M0": ("float8_e8m0", 8), "F4": ("float4_e2m1", 4), "F6_E2M3": ("float6_e2m3", 6),
+    "F6_E3M2": ("float6_e3m2", 6),
+}
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "C64", "F8_E5M2", "F8_E4M3",
+                          "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"})
+BUFFER_NAMES = frozenset({
+    "running_mean", "running_var", "num_batches_tracked", "inv_freq", "position_ids",
+    "token_type_ids", "relative_position_index", "masked_bias",
+})
+#: paraminspect's convention for carrying trainability in ``__metadata__`` (see module doc)
+TRAINABLE_KEY = "paraminspect.trainable"
+
+
+def load(path: Path, sniffed: Sniffed) -> ModelGraph:
+    """Read a safetensors header. Raises LoadError where the safetensors library would refuse."""
+    header, data_size = _read_header(path)
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and (
+        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise LoadError("safetensors __metadata__ must map strings to strings")
+    entries = _validate(header, data_size)
+
+    graph = ModelGraph(path=str(path), format="safetensors", content="state_dict",
+                       framework="safetensors")
+    graph.metadata["tensors"] = len(entries)
+    if metadata:
+        graph.metadata["safetensors_metadata"] = dict(metadata)
+    graph.ensure_layer("")
+    for name in sorted(entries):
+        dtype, shape = entries[name]
+        layer, _, local = name.rpartition(".")
+        is_buffer = local in BUFFER_NAMES or dtype not in FLOAT_DTYPES
+        graph.add_tensor(Tensor(
+            name=name,
+            layer=layer,
+            role=TensorRole.BUFFER if is_buffer else TensorRole.PARAMETER,
+            shape=shape,
+            dtype=DTYPES[dtype][0],
+            trainable_fact=Fact(Source.UNKNOWN, "safetensors stores no trainability"),
+        ))
+    _kinds(graph)
+    order = _apply_trainable_convention(graph, (metadata or {}).get(TRAINABLE_KEY))
+    if order is not None:
+        graph.order = order
+        graph.order_source = OrderSource.REGISTRATION
+        graph.notes.append(
+            f"layer order taken from the key order of the {TRAINABLE_KEY} metadata "
+            "(registration order by convention)"
+        )
+    else:
+        graph.order = []
+        graph.notes.append(
+            "safetensors stores tensors by dtype and name, not in module order: layer order unknown"
+        )
+    return graph
+
+
+def _read_header(path: Path) -> tuple[dict[str, object], int]:
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(0)
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise LoadError("truncated safetensors file: no 8-byte header length")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_HEADER:
+                raise LoadError(f"safetensors header length {length} exceeds the 100 MB limit")
+            if length > size - 8:
+                raise LoadError(
+                    f"safetensors header length {length} exceeds the file ({size} bytes): truncated"
+                )
+            raw = handle.read(length)
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LoadError("safetensors header is not valid UTF-8") from None
+    if not text.startswith("{"):
+        raise LoadError("safetensors header does not start with '{'")
+    try:
+        header = json.loads(text, object_pairs_hook=_no_duplicates)
+    except ValueError as exc:
+        raise LoadError(f"safetensors header is not valid JSON ({_one_line(exc)})") from None
+    if not isinstance(header, dict):
+        raise LoadError("safetensors header is not a JSON object")
+    return header, size - 8 - length
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _one_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _validate(header: dict[str, object], data_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Per-tensor checks plus the library's layout rule: ranges tile the data buffer exactly."""
+    entries: dict[str, tuple[str, tuple[int, ...]]] = {}
+    ranges: list[tuple[int, int, str]] = []
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise LoadError(f"safetensors entry {name!r} is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise LoadError(f"tensor {name}: unknown safetensors dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+            raise LoadError(f"tensor {name}: shape must be a list of non-negative integers")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_uint(o) for o in offsets)
+        ):
+            raise LoadError(f"tensor {name}: data_offsets must be two non-negative integers")
+        begin, end = offsets
+        if begin > end:
+            raise LoadError(f"tensor {name}: data_offsets [{begin}, {end}] end before they begin")
+        if end > data_size:
+            raise LoadError(
+                f"tensor {name}: data_offsets end at {end}, past the {data_size}-byte data "
+                "buffer (truncated file?)"
+            )
+        bits = math.prod(shape) * DTYPES[dtype][1]
+        if bits % 8 or bits // 8 != end - begin:
+            raise LoadError(
+                f"tensor {name}: {dtype} {shape} needs {bits / 8:g} bytes, data_offsets give "
+                f"{end - begin}"
+            )
+        entries[name] = (dtype, tuple(shape))
+        ranges.append((begin, end, name))
+    position, previous = 0, None
+    for begin, end, name in sorted(ranges):
+        if begin < position:
+            raise LoadError(f"tensors {previous} and {name} overlap in the data buffer")
+        if begin > position:
+            raise LoadError(
+                f"gap of {begin - position} bytes before tensor {name}: the safetensors library "
+                "requires contiguous data"
+            )
+        position, previous = end, name
+    if position != data_size:
+        raise LoadError(
+            f"{data_size - position} bytes after the last tensor: the safetensors library refuses "
+            "files whose data buffer is not fully used"
+        )
+    return entries
+
+
+def _is_uint(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _kinds(graph: ModelGraph) -> None:
+    for layer in graph.layers.values():
+        local = {graph.tensors[n].local_name for n in layer.tensors}
+        if {"running_mean", "running_var"} <= local:
+            layer.kind = LayerKind.BATCHNORM
+            layer.kind_fact = Fact(Source.INFERRED, "has running_mean and running_var tensors")
+        elif layer.tensors or not layer.children:
+            layer.kind_fact = Fact(Source.UNKNOWN, "safetensors stores no layer classes")
+        else:
+            layer.kind = LayerKind.CONTAINER
+
+
+def _apply_trainable_convention(graph: ModelGraph, raw: str | None) -> list[str] | None:
+    """Apply ``paraminspect.trainable``; return the layer order it implies, if it covers every
+    parameter (otherwise the trainability it names is still used, the order is not)."""
+    if raw is None:
+        return None
+    try:
+        mapping = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except ValueError:
+        graph.notes.append(f"{TRAINABLE_KEY} metadata is not valid JSON; ignored")
+        return None
+    if not isinstance(mapping, dict) or not all(isinstance(v, bool) for v in mapping.values()):
+        graph.notes.append(f"{TRAINABLE_KEY} metadata is not a name -> bool object; ignored")
+        return None
+    unknown = [n for n in mapping if n not in graph.tensors]
+    if unknown:
+        graph.notes.append(
+            f"{TRAINABLE_KEY} names {len(unknown)} tensor(s) not in the file (e.g. {unknown[0]}); "
+            "ignored"
+        )
+        return None
+    for name, flag in mapping.items():
+        tensor = graph.tensors[name]
+        tensor.role = TensorRole.PARAMETER  # the convention lists parameters only
+        tensor.trainable = Trainable.TRAINABLE if flag else Trainable.FROZEN
+        tensor.trainable_fact = Fact(Source.STORED, f"{TRAINABLE_KEY} metadata")
+    params = [t.name for t in graph.parameters()]
+    missing = [n for n in params if n not in mapping]
+    if missing:
+        graph.notes.append(
+            f"{TRAINABLE_KEY} does not list {len(missing)} parameter-like tensor(s) "
+            f"(e.g. {missing[0]}); their trainability stays unknown"
+        )
+        return None
+    order: list[str] = []
+    for name in mapping:
+        layer = graph.tensors[name].layer
+        for path in [*reversed(graph.ancestors(layer)), layer] if layer else [""]:
+            if path not in order:
+                order.append(path)
+    order.extend(p for p in graph.layers if p not in order)
+    return order
