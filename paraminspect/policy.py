@@ -118,6 +118,7 @@ def evaluate(graph: ModelGraph, policy: Policy) -> list[Verdict]:
     matched: set[str] = set()
     for param in graph.parameters():
         name = graph.display(param.name)
+        matched.update(p for p in (*policy.frozen, *policy.trainable) if match_depth(p, name))
         try:
             expected = expected_trainability(policy, name)
         except ValueError:
@@ -125,7 +126,6 @@ def evaluate(graph: ModelGraph, policy: Policy) -> list[Verdict]:
             continue
         if expected is None:
             continue
-        matched.update(p for p in (*policy.frozen, *policy.trainable) if match_depth(p, name))
         if param.trainable is Trainable.UNKNOWN:
             unknown.append(param.name)
         elif param.trainable is not expected:

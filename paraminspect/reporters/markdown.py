@@ -7,7 +7,7 @@ import re
 from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
-from . import Options
+from . import Options, repo_path
 from .grouping import GROUP_THRESHOLD, common_prefix
 
 #: characters that start markdown or HTML constructs mid-line (``(`` only matters after ``]``)
@@ -61,7 +61,7 @@ def _table(report: Report) -> list[str]:
             fmt = escape(f"{file.format} ({file.content})" if file.content else str(file.format))
             s = file.summary
             numbers = [_count(s.params), _count(s.trainable_params), _count(s.frozen_params)]
-        row = [code(file.path, in_table=True), fmt, *numbers]
+        row = [code(repo_path(file.path), in_table=True), fmt, *numbers]
         row += [str(counts[s] or "") for s in Severity]
         lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -72,7 +72,7 @@ def _finding_item(finding: Finding) -> str:
 
 
 def _file_section(file: FileReport) -> list[str]:
-    lines = [f"### {code(file.path)}", ""]
+    lines = [f"### {code(repo_path(file.path))}", ""]
     if file.skipped:
         return [*lines, f"Skipped: {escape(file.skipped)}", ""]
     by_code: dict[str, list[Finding]] = {}
