@@ -11,6 +11,7 @@ from .errors import LoadError, Skip
 from .findings import FileReport, Finding, Report, Summary
 from .graph import ModelGraph, Source, Trainable
 from .loaders import MODEL_SUFFIXES, load
+from .loaders.folders import folder_kind, model_files
 from .rules import all_rules
 from .rules.base import Issue
 from .rules.unreadable_file import UnreadableFile
@@ -88,8 +89,14 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         if path.is_dir():
             for folder, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+                # A model stored as a folder (shards, HF config + weights, PEFT adapter) is one
+                # model; its other files (optimizer.pt, training_args.bin) are still checked.
+                is_model = folder_kind(Path(folder)) is not None
+                claimed = model_files(Path(folder)) if is_model else set()
+                if is_model:
+                    yield Path(folder)
                 for name in sorted(files):
-                    if name.lower().endswith(MODEL_SUFFIXES):
+                    if name.lower().endswith(MODEL_SUFFIXES) and Path(folder) / name not in claimed:
                         yield Path(folder) / name
         else:
             yield path
