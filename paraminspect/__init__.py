@@ -18,7 +18,17 @@ __version__ = "0.1.0"
 from .api import check, load
 from .config import Settings
 from .findings import FileReport, Finding, Report, Severity, Summary
-from .graph import Layer, LayerKind, Mode, ModelGraph, Source, Tensor, TensorRole, Trainable
+from .graph import (
+    Layer,
+    LayerKind,
+    Mode,
+    ModelGraph,
+    OrderSource,
+    Source,
+    Tensor,
+    TensorRole,
+    Trainable,
+)
 
 __all__ = [
     "FileReport",
@@ -27,6 +37,7 @@ __all__ = [
     "LayerKind",
     "Mode",
     "ModelGraph",
+    "OrderSource",
     "Report",
     "Settings",
     "Severity",

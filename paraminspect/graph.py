@@ -92,7 +92,10 @@ class Tensor:
 
     @property
     def local_name(self) -> str:
-        return self.name[len(self.layer) + 1 :] if self.layer else self.name
+        """The name inside its layer (``weight``); the whole name if it is not under the layer."""
+        if self.layer and self.name.startswith(self.layer + "."):
+            return self.name[len(self.layer) + 1 :]
+        return self.name
 
     @property
     def numel(self) -> int | None:
@@ -160,7 +163,8 @@ class Optimizer:
     tracked: dict[str, ParamOptState] = field(default_factory=dict)
     #: number of parameter slots the optimizer holds, named or not.
     size: int = 0
-    #: how indices were matched to names: names | positional | shape | unaligned
+    #: how slots were matched to parameters: identity | names | positional | count-and-shape |
+    #: shape | unaligned
     alignment: str = "unaligned"
     alignment_fact: Fact = field(default_factory=Fact)
     #: whether a parameter absent from ``tracked`` is certainly untracked (exact alignment)

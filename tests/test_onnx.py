@@ -36,8 +36,8 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "cnn_dynamo_unoptimized.onnx": set(),
     # legacy eval export with every initializer in cnn_external.onnx.data
     "cnn_external.onnx": set(),
-    # external data location ../../etc/passwd: not opened, recorded as a code reference
-    "external_escape.onnx": set(),
+    # external data location ../../etc/passwd: not opened, reported
+    "external_escape.onnx": {("PI003", "fc.weight", E)},
     # broken input
     "external_missing.onnx": {("PI001", "", E)},
     "truncated.onnx": {("PI001", "", E)},

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..graph import Fact, ModelGraph, Optimizer, OptimizerGroup, ParamOptState, Source, Tensor
-from .torch_optim import _unique_shape_embedding
+from .optimizer_alignment import unique_shape_embedding
 
 Shape = tuple[int, ...]
 
@@ -180,7 +180,7 @@ def align_indexed(
             f"of the model's {count} weights, shapes in order",
         )
     else:
-        embedding = _unique_shape_embedding(var_shapes, [t.shape for t in candidates])
+        embedding = unique_shape_embedding(var_shapes, [t.shape for t in candidates])
         if embedding is not None:
             mapping = [candidates[i] for i in embedding]
             result.alignment, result.alignment_fact = "shape", Fact(

@@ -22,6 +22,7 @@ from ..graph import (
     Tensor,
     Trainable,
 )
+from .optimizer_alignment import unique_shape_embedding
 from .safe_unpickler import Stub, TensorRef
 
 #: per-parameter state entries that have the parameter's own shape
@@ -203,7 +204,7 @@ def align(raw: RawOptimizer, graph: ModelGraph, read_scalar: ScalarReader) -> Op
             ),
         )
     if mapping is None:
-        mapping = _unique_shape_embedding(shapes, [p.shape for p in params])
+        mapping = unique_shape_embedding(shapes, [p.shape for p in params])
         if mapping is not None:
             opt.alignment, opt.alignment_fact = (
                 "shape",
@@ -272,42 +273,6 @@ def _align_by_names(
             return None
         mapping.append(found)
     return mapping
-
-
-def _unique_shape_embedding(
-    wanted: Sequence[tuple[int, ...] | None], available: Sequence[tuple[int, ...] | None]
-) -> list[int] | None:
-    """The order-preserving match of ``wanted`` into ``available``, if it is the only one.
-
-    The leftmost and rightmost greedy embeddings bound every embedding position by position, so
-    the match is unique exactly when the two coincide. ``None`` in ``wanted`` matches any shape.
-    """
-    if not wanted or len(wanted) > len(available):
-        return None
-
-    def fits(w: tuple[int, ...] | None, a: tuple[int, ...] | None) -> bool:
-        return w is None or (a is not None and w == a)
-
-    left: list[int] = []
-    j = 0
-    for w in wanted:
-        while j < len(available) and not fits(w, available[j]):
-            j += 1
-        if j == len(available):
-            return None
-        left.append(j)
-        j += 1
-    right: list[int] = []
-    j = len(available) - 1
-    for w in reversed(wanted):
-        while j >= 0 and not fits(w, available[j]):
-            j -= 1
-        if j < 0:
-            return None
-        right.append(j)
-        j -= 1
-    right.reverse()
-    return left if left == right else None
 
 
 def infer_trainability(graph: ModelGraph) -> None:

@@ -10,6 +10,22 @@ from ._text import listing, plural
 from .base import Issue, Rule
 
 
+#: What fresh optimizer state on frozen weights means; the mechanism differs per framework.
+STALE_STATE = {
+    "pytorch": (
+        "they still carry optimizer state as fresh as the trainable ones: if their .grad is "
+        "zero-filled instead of None (zero_grad(set_to_none=False)), momentum and Adam moments "
+        "keep moving them"
+    ),
+    "keras": (
+        "the optimizer was built while they were trainable. Either the model was frozen after "
+        "compile() without compiling again, and the cached train step still updates them (a bug), "
+        "or compile() was called again with the same optimizer object, which keeps the old slots "
+        "but trains correctly; compile with a new optimizer instance to tell the two apart"
+    ),
+}
+
+
 class FrozenAfterCompile(Rule):
     code = "PI301"
     name = "frozen-after-compile"
@@ -55,11 +71,7 @@ def _issue(
             "frozen mid-training while the optimizer kept their momentum state"
         )
     else:
-        detail = (
-            "they still carry optimizer state as fresh as the trainable ones: if their .grad is "
-            "zero-filled instead of None (zero_grad(set_to_none=False)), momentum and Adam moments "
-            "keep moving them"
-        )
+        detail = STALE_STATE.get(graph.framework or "", STALE_STATE["pytorch"])
     groups = {s.group for s in states}
     decay = [g.weight_decay for g in opt.groups if g.index in groups and g.weight_decay]
     if decay:
