@@ -32,6 +32,7 @@ from ..graph import (
 )
 from ..kinds import classify
 from ..sniff import Sniffed
+from .dataflow import topological_order
 from .onnx_wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
 
 #: op_type -> layer kind, for layers whose class the file does not name
@@ -412,7 +413,7 @@ class _Builder:
                     edges[(src, path)] = None
         graph.edges = list(edges)
         graph.outputs = list(dict.fromkeys(producer[o] for o in self.g.outputs if o in producer))
-        graph.order, cyclic = _topological(list(dict.fromkeys(self.node_layer)), graph.edges)
+        graph.order, cyclic = topological_order(list(dict.fromkeys(self.node_layer)), graph.edges)
         if cyclic:
             graph.notes.append(
                 "layer-level dataflow has cycles (a scope's ops interleave with another's); "
@@ -531,35 +532,6 @@ def _inside(folder: Path, location: str) -> Path | None:
     if os.path.commonpath([real, os.path.realpath(folder)]) != os.path.realpath(folder):
         return None
     return Path(candidate)
-
-
-def _topological(nodes: list[str], edges: list[tuple[str, str]]) -> tuple[list[str], bool]:
-    """Kahn's algorithm; ties and cycles fall back to first-appearance order."""
-    rank = {n: i for i, n in enumerate(nodes)}
-    indegree = dict.fromkeys(nodes, 0)
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in edges:
-        succ[a].append(b)
-        indegree[b] += 1
-    ready = sorted((n for n in nodes if indegree[n] == 0), key=rank.__getitem__)
-    order: list[str] = []
-    done: set[str] = set()
-    cyclic = False
-    while len(order) < len(nodes):
-        if not ready:  # a cycle: release the earliest remaining layer
-            cyclic = True
-            ready = [min((n for n in nodes if n not in done), key=rank.__getitem__)]
-        node = ready.pop(0)
-        if node in done:
-            continue
-        order.append(node)
-        done.add(node)
-        for nxt in succ[node]:
-            indegree[nxt] -= 1
-            if indegree[nxt] == 0 and nxt not in done:
-                ready.append(nxt)
-        ready.sort(key=rank.__getitem__)
-    return order, cyclic
 
 
 def _with_owners(graph: ModelGraph, order: list[str], first_reader: dict[str, str]) -> list[str]:

@@ -34,7 +34,7 @@ from ..kinds import classify
 from ..sniff import Sniffed
 from .dataflow import Op, contract, topological_order
 from .safe_unpickler import GlobalLog, unpickle
-from .torch_pickle import _record_code_references
+from .torch_pickle import record_code_references
 
 #: torch/_export/serde/schema.py ScalarType
 DTYPES = {
@@ -85,7 +85,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     if version:
         graph.metadata["archive_version"] = version.decode("ascii", "replace").strip()
     _build(graph, program, weights)
-    _record_code_references(graph, log)
+    record_code_references(graph, log)
     return graph
 
 

@@ -91,7 +91,7 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
         raise LoadError(f"corrupt zip archive ({exc})") from None
     log = GlobalLog()
     obj, unpickler = unpickle(data, log)
-    _check_storages(unpickler.storages, sizes)
+    check_storages(unpickler.storages, sizes)
 
     def read_scalar(ref: TensorRef) -> float | None:
         if ref.storage is None or ref.dtype not in DTYPE_SIZES:
@@ -152,7 +152,7 @@ def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
 
 
 # -- storage bookkeeping -------------------------------------------------------------------------
-def _check_storages(storages: dict[str, StorageRef], sizes: dict[str, int]) -> None:
+def check_storages(storages: dict[str, StorageRef], sizes: dict[str, int]) -> None:
     for key, ref in storages.items():
         if key not in sizes:
             raise LoadError(f"archive is missing the data of storage {key}: truncated or corrupt")
@@ -239,7 +239,7 @@ def build_graph(
         raw = torch_optim.parse(name, value)
         graph.optimizers.append(torch_optim.align(raw, graph, read_scalar))
     torch_optim.infer_trainability(graph)
-    _record_code_references(graph, log)
+    record_code_references(graph, log)
     graph.order = list(graph.layers)
     return graph
 
@@ -411,7 +411,7 @@ def _items(value: Any) -> list[tuple[str, Any]]:
     return []
 
 
-def _record_code_references(graph: ModelGraph, log: GlobalLog) -> None:
+def record_code_references(graph: ModelGraph, log: GlobalLog) -> None:
     for target, use in log.uses.items():
         how = "call" if use.calls else "instantiate" if use.instantiations else "reference"
         count = use.calls or use.instantiations or use.references

@@ -34,7 +34,7 @@ from ..kinds import classify
 from ..sniff import Sniffed
 from .dataflow import Op, contract, topological_order
 from .safe_unpickler import GlobalLog, Stub, TensorRef, unpickle
-from .torch_pickle import _check_storages, _record_code_references
+from .torch_pickle import check_storages, record_code_references
 
 MANGLE = re.compile(r"^___torch_mangle_\d+$")
 #: torch.<op> -> index of its literal mode argument
@@ -71,7 +71,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     except (zipfile.BadZipFile, OSError, zlib.error, EOFError, KeyError) as exc:
         raise LoadError(f"corrupt TorchScript archive ({exc})") from None
     root, unpickler = unpickle(data, log)
-    _check_storages(unpickler.storages, sizes)
+    check_storages(unpickler.storages, sizes)
     graph = ModelGraph(path=str(path), format="torchscript", content="export",
                        framework="pytorch")
     if constants:
@@ -84,7 +84,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     classes = _Classes(code)
     instances: dict[str, tuple[Stub, ClassInfo]] = {}
     _add_module(graph, "", root, classes, instances, set(), {})
-    _record_code_references(graph, log)
+    record_code_references(graph, log)
     _dataflow(graph, instances)
     return graph
 

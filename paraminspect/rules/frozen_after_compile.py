@@ -9,7 +9,6 @@ from ..graph import ModelGraph, Optimizer, ParamOptState, Trainable
 from ._text import listing, plural
 from .base import Issue, Rule
 
-
 #: What fresh optimizer state on frozen weights means; the mechanism differs per framework.
 STALE_STATE = {
     "pytorch": (
