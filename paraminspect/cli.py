@@ -338,7 +338,7 @@ def list_rules() -> None:
 
     for rule in all_rules():
         doc = rule_doc(rule.code)
-        summary = doc.summary if doc else ""
+        summary = doc.summary.split(". ", 1)[0].rstrip(".") + "." if doc else ""
         typer.echo(f"{rule.code}  {rule.name:<28} {rule.severity.value:<8} {summary}")
 
 
