@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .graph import LayerKind
+from .graph import Fact, LayerKind, ModelGraph, Source
 
 _EXACT: dict[str, LayerKind] = {
     # torch.nn
@@ -93,3 +93,33 @@ def classify(qualified_class_name: str | None) -> LayerKind:
         if pattern.search(name):
             return kind
     return LayerKind.OTHER
+
+
+#: Tensor names that are buffers by convention, for formats that do not say (state dicts,
+#: safetensors, ONNX initializers).
+BUFFER_NAMES = frozenset(
+    {
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+        "inv_freq",
+        "position_ids",
+        "token_type_ids",
+        "relative_position_index",
+        "masked_bias",
+    }
+)
+
+
+def infer_kinds_from_names(graph: ModelGraph, no_classes: str) -> None:
+    """Layer kinds for files without layer classes: BatchNorm from its running-stat tensors,
+    containers from having children; everything else stays unknown, saying ``no_classes``."""
+    for layer in graph.layers.values():
+        local = {graph.tensors[n].local_name for n in layer.tensors}
+        if {"running_mean", "running_var"} <= local:
+            layer.kind = LayerKind.BATCHNORM
+            layer.kind_fact = Fact(Source.INFERRED, "has running_mean and running_var tensors")
+        elif layer.tensors or not layer.children:
+            layer.kind_fact = Fact(Source.UNKNOWN, no_classes)
+        else:
+            layer.kind = LayerKind.CONTAINER

@@ -30,7 +30,7 @@ from ..graph import (
     Tensor,
     TensorRole,
 )
-from ..kinds import classify
+from ..kinds import BUFFER_NAMES, classify
 from ..sniff import Sniffed
 from .dataflow import topological_order
 from .onnx_wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
@@ -84,10 +84,6 @@ KIND_PRIORITY = (
     LayerKind.ACTIVATION,
 )
 #: initializer names (last dotted part) that are state, not weights
-BUFFER_NAMES = frozenset({
-    "running_mean", "running_var", "num_batches_tracked", "inv_freq", "position_ids",
-    "token_type_ids", "relative_position_index", "masked_bias",
-})
 FLOAT_DTYPES = frozenset({
     "float32", "float64", "float16", "bfloat16", "complex64", "complex128", "float8_e4m3fn",
     "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1", "float8_e8m0",

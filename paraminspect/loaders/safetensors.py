@@ -17,7 +17,8 @@ import struct
 from pathlib import Path
 
 from ..errors import LoadError
-from ..graph import Fact, LayerKind, ModelGraph, OrderSource, Source, Tensor, TensorRole, Trainable
+from ..graph import Fact, ModelGraph, OrderSource, Source, Tensor, TensorRole, Trainable
+from ..kinds import BUFFER_NAMES, infer_kinds_from_names
 from ..sniff import Sniffed
 
 #: the library's limit (safetensors ``MAX_HEADER_SIZE``)
@@ -35,10 +36,6 @@ DTYPES: dict[str, tuple[str, int]] = {
 }
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "C64", "F8_E5M2", "F8_E4M3",
                           "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"})
-BUFFER_NAMES = frozenset({
-    "running_mean", "running_var", "num_batches_tracked", "inv_freq", "position_ids",
-    "token_type_ids", "relative_position_index", "masked_bias",
-})
 #: paraminspect's convention for carrying trainability in ``__metadata__`` (see module doc)
 TRAINABLE_KEY = "paraminspect.trainable"
 
@@ -71,7 +68,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
             dtype=DTYPES[dtype][0],
             trainable_fact=Fact(Source.UNKNOWN, "safetensors stores no trainability"),
         ))
-    _kinds(graph)
+    infer_kinds_from_names(graph, "safetensors stores no layer classes")
     order = _apply_trainable_convention(graph, (metadata or {}).get(TRAINABLE_KEY))
     if order is not None:
         graph.order = order
@@ -188,18 +185,6 @@ def _validate(header: dict[str, object], data_size: int) -> dict[str, tuple[str,
 
 def _is_uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _kinds(graph: ModelGraph) -> None:
-    for layer in graph.layers.values():
-        local = {graph.tensors[n].local_name for n in layer.tensors}
-        if {"running_mean", "running_var"} <= local:
-            layer.kind = LayerKind.BATCHNORM
-            layer.kind_fact = Fact(Source.INFERRED, "has running_mean and running_var tensors")
-        elif layer.tensors or not layer.children:
-            layer.kind_fact = Fact(Source.UNKNOWN, "safetensors stores no layer classes")
-        else:
-            layer.kind = LayerKind.CONTAINER
 
 
 def _apply_trainable_convention(graph: ModelGraph, raw: str | None) -> list[str] | None:

@@ -26,7 +26,7 @@ from ..graph import (
     TensorRole,
     Trainable,
 )
-from ..kinds import classify
+from ..kinds import BUFFER_NAMES, classify, infer_kinds_from_names
 from ..sniff import Sniffed
 from . import torch_optim
 from .safe_unpickler import (
@@ -56,19 +56,6 @@ MODEL_KEYS = (
 )
 #: checkpoint keys copied into graph metadata
 META_KEYS = ("epoch", "global_step", "step", "iteration", "iter", "best_score", "best_acc")
-#: buffer names that state dicts cannot otherwise tell from parameters
-BUFFER_NAMES = frozenset(
-    {
-        "running_mean",
-        "running_var",
-        "num_batches_tracked",
-        "inv_freq",
-        "position_ids",
-        "token_type_ids",
-        "relative_position_index",
-        "masked_bias",
-    }
-)
 FLOAT_DTYPES = frozenset({"float32", "float64", "float16", "bfloat16", "complex64", "complex128"})
 #: attributes of torch.nn modules worth keeping for rules and ``show``
 MODULE_ATTRS = ("track_running_stats", "momentum", "affine", "eps", "num_features", "p")
@@ -332,15 +319,7 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> None:
         # keep_vars=True state dicts keep Parameters: then the role and requires_grad are stored.
         role = TensorRole.BUFFER if is_buffer and not ref.is_parameter else TensorRole.PARAMETER
         _tensor_from_ref(graph, name, layer, ref, role, role_stored=ref.is_parameter)
-    for layer in graph.layers.values():
-        local_names = {graph.tensors[n].local_name for n in layer.tensors}
-        if {"running_mean", "running_var"} <= local_names:
-            layer.kind = LayerKind.BATCHNORM
-            layer.kind_fact = Fact(Source.INFERRED, "has running_mean and running_var buffers")
-        elif layer.tensors or not layer.children:
-            layer.kind_fact = Fact(Source.UNKNOWN, "a state dict stores no layer classes")
-        else:
-            layer.kind = LayerKind.CONTAINER
+    infer_kinds_from_names(graph, "a state dict stores no layer classes")
 
 
 def _add_module(
