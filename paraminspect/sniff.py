@@ -49,6 +49,8 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("keras-h5")
     if head.startswith(LFS_POINTER):
         return Sniffed("git-lfs-pointer")
+    if head[4:8] == b"ODTC":  # FlatBuffer file_identifier of onnxruntime-training checkpoints
+        return Sniffed("ort-training")
     if _looks_like_safetensors(head, size):
         return Sniffed("safetensors")
     if head[:1] == PICKLE_PROTO and 2 <= head[1] <= 5:

@@ -26,6 +26,7 @@ LOADERS: dict[str, str] = {
     "keras-h5": "keras:load",
     "onnx": "onnx:load",
     "safetensors": "safetensors:load",
+    "ort-training": "ort_training:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).
