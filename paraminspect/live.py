@@ -56,36 +56,24 @@ def graph_from_module(module: Any, optimizer: Any = None, name: str = "<module>"
             value = getattr(sub, attr, None)
             if isinstance(value, (bool, int, float)):
                 layer.attrs[attr] = value
-        for local, param in sub.named_parameters(recurse=False):
-            if id(param) in names_by_id:
-                continue
+        tensors = [(n, t, TensorRole.PARAMETER) for n, t in sub.named_parameters(recurse=False)]
+        tensors += [(n, t, TensorRole.BUFFER) for n, t in sub.named_buffers(recurse=False)]
+        for local, value, role in tensors:
+            if value is None or id(value) in names_by_id:
+                continue  # tied weights appear once, as in model.parameters()
             full = f"{path}.{local}" if path else local
-            names_by_id[id(param)] = full
-            graph.add_tensor(
-                Tensor(
-                    name=full,
-                    layer=path,
-                    role=TensorRole.PARAMETER,
-                    shape=tuple(param.shape),
-                    dtype=str(param.dtype).removeprefix("torch."),
-                    trainable=Trainable.TRAINABLE if param.requires_grad else Trainable.FROZEN,
-                    trainable_fact=Fact(Source.STORED, "requires_grad of the live parameter"),
-                )
+            names_by_id[id(value)] = full
+            tensor = Tensor(
+                name=full,
+                layer=path,
+                role=role,
+                shape=tuple(value.shape),
+                dtype=str(value.dtype).removeprefix("torch."),
             )
-        for local, buf in sub.named_buffers(recurse=False):
-            if buf is None or id(buf) in names_by_id:
-                continue
-            full = f"{path}.{local}" if path else local
-            names_by_id[id(buf)] = full
-            graph.add_tensor(
-                Tensor(
-                    name=full,
-                    layer=path,
-                    role=TensorRole.BUFFER,
-                    shape=tuple(buf.shape),
-                    dtype=str(buf.dtype).removeprefix("torch."),
-                )
-            )
+            if role is TensorRole.PARAMETER:
+                tensor.trainable = Trainable.TRAINABLE if value.requires_grad else Trainable.FROZEN
+                tensor.trainable_fact = Fact(Source.STORED, "requires_grad of the live parameter")
+            graph.add_tensor(tensor)
     graph.order = list(graph.layers)
     if optimizer is not None:
         graph.optimizers.append(_optimizer(optimizer, names_by_id))

@@ -99,7 +99,9 @@ def test_grouping_in_text_and_full_list_in_json() -> None:
     assert "6 findings under backbone.blocks" in proc.stdout
     assert "and 3 more" in proc.stdout
     _, data = run_json(deep)
-    assert len(data["files"][0]["findings"]) == 6
+    assert {(f["code"], f["location"]) for f in data["files"][0]["findings"]} == {
+        ("PI201", f"backbone.blocks.{i}.bn") for i in range(6)
+    }
 
 
 def test_folder_recursion_and_default_current_folder(tmp_path: Path) -> None:

@@ -411,7 +411,8 @@ def _node(r: _Reader, end: int, index: int) -> NodeInfo:
     return n
 
 
-def _value_info_name(r: _Reader, end: int) -> str:
+def _name_field(r: _Reader, end: int) -> str:
+    """Field 1 (``name``) of a ValueInfoProto or FunctionProto."""
     name = ""
     for number, wire, v, _fixed in _fields(r, end):
         if wire == LEN:
@@ -438,9 +439,9 @@ def _graph(r: _Reader, end: int) -> GraphInfo:
             g.sparse_initializers += 1
             r.skip(v, payload=True)
         elif number == 11:
-            g.inputs.append(_value_info_name(r, field_end))
+            g.inputs.append(_name_field(r, field_end))
         elif number == 12:
-            g.outputs.append(_value_info_name(r, field_end))
+            g.outputs.append(_name_field(r, field_end))
         else:  # doc_string, value_info, quantization_annotation, metadata_props
             r.skip(v)
     g.subgraphs = sum(a.graphs for n in g.nodes for a in n.attributes.values())
@@ -457,17 +458,6 @@ def _opset(r: _Reader, end: int) -> tuple[str, int]:
         elif wire == LEN:
             r.skip(v)
     return domain, version
-
-
-def _function_name(r: _Reader, end: int) -> str:
-    name = ""
-    for number, wire, v, _fixed in _fields(r, end):
-        if wire == LEN:
-            if number == 1:
-                name = _text(r, v)
-            else:
-                r.skip(v)
-    return name
 
 
 def read_model(handle: BinaryIO, size: int) -> ModelInfo:
@@ -504,7 +494,7 @@ def read_model(handle: BinaryIO, size: int) -> ModelInfo:
             m.training_infos += 1
             r.skip(v, payload=True)
         elif number == 25:
-            m.functions.append(_function_name(r, r.pos + v))
+            m.functions.append(_name_field(r, r.pos + v))
         else:
             r.skip(v)
     m.skipped_bytes = r.skipped
