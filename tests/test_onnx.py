@@ -14,7 +14,7 @@ import paraminspect
 from paraminspect import LayerKind, Mode, Trainable
 from paraminspect.errors import LoadError
 from paraminspect.graph import OrderSource
-from paraminspect.loaders.onnx_wire import read_model
+from paraminspect.loaders.onnx.wire import read_model
 
 from .conftest import FIXTURES, findings, has_module
 

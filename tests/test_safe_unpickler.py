@@ -11,7 +11,7 @@ import pytest
 
 from paraminspect import load
 from paraminspect.errors import LoadError
-from paraminspect.loaders.safe_unpickler import GlobalLog, Stub, TensorRef, unpickle
+from paraminspect.loaders.pickle.unpickler import GlobalLog, Stub, TensorRef, unpickle
 
 from .conftest import TORCH_FIXTURES, findings
 

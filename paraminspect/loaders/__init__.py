@@ -17,16 +17,16 @@ from ..sniff import Sniffed, sniff
 
 #: format id -> "module:function" relative to this package. A new format is one line here.
 LOADERS: dict[str, str] = {
-    "pytorch": "torch_pickle:load_zip",
-    "pytorch-legacy": "torch_pickle:load_legacy",
-    "pickle": "torch_pickle:load_plain_pickle",
-    "torchscript": "torchscript:load",
-    "torch-export": "torch_export:load",
-    "keras": "keras:load",
-    "keras-h5": "keras:load",
-    "onnx": "onnx:load",
+    "pytorch": "torch.pickled:load_zip",
+    "pytorch-legacy": "torch.pickled:load_legacy",
+    "pickle": "torch.pickled:load_plain_pickle",
+    "torchscript": "torch.torchscript:load",
+    "torch-export": "torch.export:load",
+    "keras": "keras.model:load",
+    "keras-h5": "keras.model:load",
+    "onnx": "onnx.model:load",
     "safetensors": "safetensors:load",
-    "ort-training": "ort_training:load",
+    "ort-training": "onnx.ort_training:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..graph import Fact, ModelGraph, Optimizer, OptimizerGroup, ParamOptState, Source, Tensor
-from .optimizer_alignment import unique_shape_embedding
+from ...graph import Fact, ModelGraph, Optimizer, OptimizerGroup, ParamOptState, Source, Tensor
+from ..optimizer_alignment import unique_shape_embedding
 
 Shape = tuple[int, ...]
 

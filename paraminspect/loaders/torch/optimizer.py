@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..graph import (
+from ...graph import (
     Fact,
     ModelGraph,
     Optimizer,
@@ -22,8 +22,8 @@ from ..graph import (
     Tensor,
     Trainable,
 )
-from .optimizer_alignment import unique_shape_embedding
-from .safe_unpickler import Stub, TensorRef
+from ..optimizer_alignment import unique_shape_embedding
+from ..pickle.unpickler import Stub, TensorRef
 
 #: per-parameter state entries that have the parameter's own shape
 FULL_SHAPE_SLOTS = (

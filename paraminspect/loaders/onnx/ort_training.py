@@ -24,8 +24,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from ..errors import LoadError
-from ..graph import (
+from ...errors import LoadError
+from ...graph import (
     Fact,
     LayerKind,
     ModelGraph,
@@ -37,7 +37,7 @@ from ..graph import (
     TensorRole,
     Trainable,
 )
-from ..sniff import Sniffed
+from ...sniff import Sniffed
 
 IDENTIFIER = b"ODTC"
 #: ONNX TensorProto.DataType -> dtype name

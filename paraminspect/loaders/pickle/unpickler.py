@@ -15,7 +15,7 @@ import pickle
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..errors import LoadError
+from ...errors import LoadError
 
 #: Storage class name -> dtype (``torch.FloatStorage`` -> float32).
 STORAGE_DTYPES = {

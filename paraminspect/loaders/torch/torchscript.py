@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError
-from ..graph import (
+from ...errors import LoadError
+from ...graph import (
     Fact,
     LayerKind,
     Mode,
@@ -30,11 +30,11 @@ from ..graph import (
     TensorRole,
     Trainable,
 )
-from ..kinds import classify
-from ..sniff import Sniffed
-from .dataflow import Op, contract, topological_order
-from .safe_unpickler import GlobalLog, Stub, TensorRef, unpickle
-from .torch_pickle import check_storages, record_code_references
+from ...kinds import classify
+from ...sniff import Sniffed
+from ..dataflow import Op, contract, topological_order
+from ..pickle.unpickler import GlobalLog, Stub, TensorRef, unpickle
+from .pickled import check_storages, record_code_references
 
 MANGLE = re.compile(r"^___torch_mangle_\d+$")
 #: torch.<op> -> index of its literal mode argument

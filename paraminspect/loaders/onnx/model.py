@@ -17,8 +17,8 @@ import os
 import re
 from pathlib import Path
 
-from ..errors import LoadError
-from ..graph import (
+from ...errors import LoadError
+from ...graph import (
     CodeReference,
     Fact,
     Layer,
@@ -30,10 +30,10 @@ from ..graph import (
     Tensor,
     TensorRole,
 )
-from ..kinds import BUFFER_NAMES, classify
-from ..sniff import Sniffed
-from .dataflow import topological_order
-from .onnx_wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
+from ...kinds import BUFFER_NAMES, classify
+from ...sniff import Sniffed
+from ..dataflow import topological_order
+from .wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
 
 #: op_type -> layer kind, for layers whose class the file does not name
 OP_KINDS: dict[str, LayerKind] = {

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError
-from ..graph import (
+from ...errors import LoadError
+from ...graph import (
     CodeReference,
     Fact,
     LayerKind,
@@ -32,9 +32,9 @@ from ..graph import (
     TensorRole,
     Trainable,
 )
-from ..kinds import classify
-from ..sniff import Sniffed
-from . import keras_optim
+from ...kinds import classify
+from ...sniff import Sniffed
+from . import optimizer as keras_optim
 
 Shape = tuple[int, ...]
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError
-from ..graph import (
+from ...errors import LoadError
+from ...graph import (
     CodeReference,
     Fact,
     LayerKind,
@@ -26,10 +26,9 @@ from ..graph import (
     TensorRole,
     Trainable,
 )
-from ..kinds import BUFFER_NAMES, classify, infer_kinds_from_names
-from ..sniff import Sniffed
-from . import torch_optim
-from .safe_unpickler import (
+from ...kinds import BUFFER_NAMES, classify, infer_kinds_from_names
+from ...sniff import Sniffed
+from ..pickle.unpickler import (
     DTYPE_SIZES,
     GlobalLog,
     RestrictedUnpickler,
@@ -39,6 +38,7 @@ from .safe_unpickler import (
     load_one,
     unpickle,
 )
+from . import optimizer as torch_optim
 
 #: where checkpoints keep the model, most specific first
 MODEL_KEYS = (

@@ -17,8 +17,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError
-from ..graph import (
+from ...errors import LoadError
+from ...graph import (
     Fact,
     Layer,
     LayerKind,
@@ -30,11 +30,11 @@ from ..graph import (
     TensorRole,
     Trainable,
 )
-from ..kinds import classify
-from ..sniff import Sniffed
-from .dataflow import Op, contract, topological_order
-from .safe_unpickler import GlobalLog, unpickle
-from .torch_pickle import record_code_references
+from ...kinds import classify
+from ...sniff import Sniffed
+from ..dataflow import Op, contract, topological_order
+from ..pickle.unpickler import GlobalLog, unpickle
+from .pickled import record_code_references
 
 #: torch/_export/serde/schema.py ScalarType
 DTYPES = {

@@ -1,0 +1,1 @@
+"""Keras: .keras archives and every .h5 generation, read as data."""

@@ -1,0 +1,1 @@
+"""ONNX: the protobuf wire walker, the model graph, onnxruntime-training checkpoints."""

@@ -1,0 +1,1 @@
+"""The restricted unpickler: every pickle-bearing format goes through it."""

@@ -1,0 +1,1 @@
+"""PyTorch: zip and legacy pickles, optimizer state, TorchScript, torch.export."""
