@@ -15,20 +15,45 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import check, load
-from .config import Settings
-from .findings import FileReport, Finding, Report, Severity, Summary
-from .graph import (
-    Layer,
-    LayerKind,
-    Mode,
-    ModelGraph,
-    OrderSource,
-    Source,
-    Tensor,
-    TensorRole,
-    Trainable,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .api import check, load
+    from .config import Settings
+    from .findings import FileReport, Finding, Report, Severity, Summary
+    from .graph import (
+        Layer,
+        LayerKind,
+        Mode,
+        ModelGraph,
+        OrderSource,
+        Source,
+        Tensor,
+        TensorRole,
+        Trainable,
+    )
+
+#: public name -> the module defining it; imported on first use, so the CLI starts fast
+_LAZY = {
+    "check": "api", "load": "api", "Settings": "config",
+    "FileReport": "findings", "Finding": "findings", "Report": "findings",
+    "Severity": "findings", "Summary": "findings",
+    "Layer": "graph", "LayerKind": "graph", "Mode": "graph", "ModelGraph": "graph",
+    "OrderSource": "graph", "Source": "graph", "Tensor": "graph", "TensorRole": "graph",
+    "Trainable": "graph",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'paraminspect' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FileReport",

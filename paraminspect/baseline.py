@@ -50,15 +50,18 @@ def baseline_data(report: Report, root: Path) -> dict[str, object]:
     for file in report.files:
         path = project_path(file.path, root)
         for finding in file.findings:
-            entries.append(
-                {
-                    "fingerprint": finding.fingerprint(path),
-                    "path": path,
-                    "code": finding.code,
-                    "name": finding.name,
-                    "location": finding.location,
-                }
-            )
+            # one entry per location: a grouped finding that later reaches one more layer
+            # shows that layer as new, and the entries stay valid whatever the grouping
+            for location in finding.all_locations:
+                entries.append(
+                    {
+                        "fingerprint": fingerprint(path, finding.code, location),
+                        "path": path,
+                        "code": finding.code,
+                        "name": finding.name,
+                        "location": location,
+                    }
+                )
     entries.sort(key=lambda e: (e["path"], e["code"], e["location"]))
     return {"paraminspect-baseline": BASELINE_VERSION, "generator": __version__, "findings": entries}
 
@@ -102,11 +105,20 @@ def apply_baseline(report: Report, baseline: Baseline, root: Path) -> tuple[Repo
         path = project_path(file.path, root)
         kept = []
         for finding in file.findings:
-            key = finding.fingerprint(path)
-            if remaining[key] > 0:
-                remaining[key] -= 1
-                hidden += 1
-            else:
+            left = []
+            for location in finding.all_locations:
+                key = fingerprint(path, finding.code, location)
+                if remaining[key] > 0:
+                    remaining[key] -= 1
+                    hidden += 1
+                else:
+                    left.append(location)
+            if not left:
+                continue
+            if len(left) == finding.count:
                 kept.append(finding)
+            else:  # part of a grouped finding is accepted: keep the rest, first location first
+                kept.append(replace(finding, location=left[0],
+                                    locations=tuple(left) if len(left) > 1 else ()))
         files.append(replace(file, findings=kept))
     return Report(files=files), hidden

@@ -1,108 +1,171 @@
 """The ``paraminspect`` command: a thin shell over :mod:`paraminspect.api`.
 
 Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error or unreadable file.
+
+Plain :mod:`argparse`, and every other import deferred to the command that needs it, so
+``paraminspect check small.pt`` starts in a few tens of milliseconds. A subcommand is one
+``@command`` function plus a function adding its arguments; an option is one ``add_argument``
+line in that function.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-from enum import Enum
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING
 
-import typer
+if TYPE_CHECKING:
+    from .config import Settings
+    from .findings import Report
 
-from . import __version__
-from .baseline import BaselineError, apply_baseline, load_baseline
-from .baseline import dumps as baseline_dumps
-from .config import ConfigError, Settings, load_settings, parse_fail_on, split_codes
-from .engine import check_file, iter_model_files
-from .errors import LoadError, Skip
-from .findings import Report
-from .reporters import REPORTERS, Options, RuleInfo, get_reporter, rule_catalog
-
-app = typer.Typer(
-    name="paraminspect",
-    help="Find freezing mistakes in model checkpoints without executing them.",
-    no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-)
-
-
-class OutputFormat(str, Enum):
-    text = "text"
-    json = "json"
-    github = "github"
-    sarif = "sarif"
-    markdown = "markdown"
-    junit = "junit"
-
-
-class FailOn(str, Enum):
-    error = "error"
-    warning = "warning"
-    info = "info"
-    never = "never"
-
-
+PROG = "paraminspect"
+DESCRIPTION = "Find freezing mistakes in model checkpoints without executing them."
+FORMATS = ("text", "json", "github", "sarif", "markdown", "junit")
+FAIL_ON = ("error", "warning", "info", "never")
 #: more files than this show a progress bar (on an interactive stderr only)
 PROGRESS_AFTER = 1
 
 
-def _die(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"paraminspect: error: {message}", err=True)
-    return typer.Exit(code)
+class UsageError(Exception):
+    """A mistake in how paraminspect was called or configured: one line, exit 2."""
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"paraminspect {__version__}")
-        raise typer.Exit(0)
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
 
 
-@app.callback()
-def main_callback(
-    version: Annotated[
-        bool | None,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = None,
-) -> None:
-    """Find freezing mistakes in model checkpoints without executing them."""
+#: subcommand name -> Command, in the order ``paraminspect -h`` lists them
+COMMANDS: dict[str, Command] = {}
 
 
-@contextmanager
-def _output(path: Path | None, append: bool = False) -> Iterator[IO[str]]:
-    if path is None:
-        yield sys.stdout
-        return
-    try:
-        handle = open(path, "a" if append else "w", encoding="utf-8")
-    except OSError as exc:
-        raise _die(f"cannot write {path}: {exc.strerror or exc}") from None
-    with handle:
-        yield handle
+def command(
+    name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]
+) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    """Register ``run(args) -> exit code`` as the subcommand ``name``."""
+
+    def register(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = Command(name, help, arguments, run)
+        return run
+
+    return register
 
 
-def _settings(
-    config: Path | None, select: list[str], ignore: list[str], fail_on: FailOn | None
-) -> Settings:
-    """Config file first, flags on top."""
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        raise _die(str(exc)) from None
-    settings = settings.with_overrides(
-        select=split_codes(select) or None, ignore=split_codes(ignore) or None
+def _say(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {message}\n")
+
+
+# -- shared options ------------------------------------------------------------------------------
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE",
+        help="pyproject.toml to read [tool.paraminspect] from (default: the nearest one).",
     )
-    if fail_on is not None:
-        settings = replace(settings, fail_on=parse_fail_on(fail_on.value))
+
+
+def _color_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-color", action="store_true", help="No colors (so does NO_COLOR).")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Config file first, flags on top; every selector checked against the rule registry."""
+    from dataclasses import replace
+
+    from .config import ConfigError, load_settings, parse_fail_on, split_codes, validate_selectors
+
+    try:
+        settings = load_settings(getattr(args, "config", None))
+        select = split_codes(getattr(args, "select", None) or [])
+        ignore = split_codes(getattr(args, "ignore", None) or [])
+        validate_selectors(select, "--select")
+        validate_selectors(ignore, "--ignore")
+        settings = settings.with_overrides(select=select or None, ignore=ignore or None)
+        fail_on = getattr(args, "fail_on", None)
+        if fail_on is not None:
+            settings = replace(settings, fail_on=parse_fail_on(fail_on))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     return settings
+
+
+def _open_output(path: Path | None, append: bool = False) -> IO[str]:
+    if path is None:
+        return sys.stdout
+    try:
+        return open(path, "a" if append else "w", encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+# -- check ---------------------------------------------------------------------------------------
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH",
+        help="Model files or folders (default: the current folder).",
+    )
+    parser.add_argument(
+        "-f", "--format", "--output-format", dest="format", choices=FORMATS, default="text",
+        help="Report format on stdout (default: text).",
+    )
+    parser.add_argument(
+        "-o", "--output", action="append", default=[], metavar="[FORMAT=]FILE",
+        help="Write the report to FILE instead of stdout; FORMAT=FILE (sarif=out.sarif) writes "
+        "one more report in FORMAT. Repeatable.",
+    )
+    parser.add_argument(
+        "--select", action="append", default=[], metavar="CODES",
+        help="Only these rule codes, prefixes or names (PI2,PI401). Repeatable.",
+    )
+    parser.add_argument(
+        "--ignore", action="append", default=[], metavar="CODES",
+        help="Skip these rule codes, prefixes or names (any code, PI001 included). Repeatable.",
+    )
+    parser.add_argument(
+        "--fail-on", choices=FAIL_ON, default=None,
+        help="Lowest severity that makes the exit code 1 (default: warning, or the config's "
+        "fail-on; the last one given wins).",
+    )
+    parser.add_argument(
+        "--exit-zero", action="store_true",
+        help="Exit 0 even with findings (unreadable files still exit 2).",
+    )
+    parser.add_argument(
+        "--baseline", type=Path, metavar="FILE",
+        help="Hide the findings recorded in this baseline file.",
+    )
+    parser.add_argument(
+        "--write-baseline", type=Path, metavar="FILE",
+        help="Record every current finding in this file and exit 0.",
+    )
+    parser.add_argument(
+        "--statistics", action="store_true",
+        help="Print the number of findings per rule and severity instead of the findings.",
+    )
+    parser.add_argument(
+        "--show-evidence", action="store_true",
+        help="Show how the file shows each finding (stored or inferred, and from what).",
+    )
+    parser.add_argument(
+        "--non-models", choices=("error", "notice"), default="error",
+        help="A named file that is not a model at all (a data file with a model's extension): "
+        "an error (default) or a notice that does not fail (the pre-commit hook).",
+    )
+    parser.add_argument(
+        "--github-summary", action="store_true",
+        help="Also append a markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions).",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="Only the findings, one line each."
+    )
+    _color_option(parser)
+    _config_option(parser)
 
 
 def _outputs(main_format: str, outputs: list[str]) -> list[tuple[str, Path | None]]:
@@ -112,30 +175,40 @@ def _outputs(main_format: str, outputs: list[str]) -> list[tuple[str, Path | Non
     extra: list[tuple[str, Path | None]] = []
     for value in outputs:
         name, sep, target = value.partition("=")
-        if sep and name in REPORTERS:
+        if sep and name in FORMATS:
             if not target:
-                raise _die(f"--output {value}: give a file after '='")
+                raise UsageError(f"--output {value}: give a file after '='")
             extra.append((name, Path(target)))
         else:
             plain.append(Path(value))
     if len(plain) > 1:
-        raise _die("--output FILE given twice; use --output FORMAT=FILE for more reports")
+        raise UsageError("--output FILE given twice; use --output FORMAT=FILE for more reports")
     return [(main_format, plain[0] if plain else None), *extra]
+
+
+def _interactive(stream: IO[str]) -> bool:
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def _run(paths: list[Path], settings: Settings, progress: bool) -> Report:
     """Check every file; a transient progress bar on stderr when asked (interactive runs)."""
-    files = list(iter_model_files(paths))
+    from .engine import check_file, iter_model_files
+    from .findings import Report
+
+    try:
+        files = list(iter_model_files(paths))
+    except OSError as exc:  # an unreadable folder is reported, never skipped silently
+        raise UsageError(f"cannot list {exc.filename}: {exc.strerror or exc}") from None
     if not progress or len(files) <= PROGRESS_AFTER:
         return Report(files=[check_file(path, settings) for path in files])
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    console = Console(stderr=True)
     results = []
     with Progress(
         TextColumn("checking"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.description}", style="dim"), console=console, transient=True,
+        TextColumn("{task.description}", style="dim"), console=Console(stderr=True),
+        transient=True,
     ) as bar:
         task = bar.add_task("", total=len(files))
         for path in files:
@@ -145,220 +218,272 @@ def _run(paths: list[Path], settings: Settings, progress: bool) -> Report:
     return Report(files=results)
 
 
-def _interactive(stream: IO[str]) -> bool:
-    return stream.isatty() and os.environ.get("TERM") != "dumb"
-
-
-def _statistics(report: Report, stream: IO[str]) -> None:
-    """ruff-style counts per rule, most frequent first."""
-    counts: dict[tuple[str, str], int] = {}
-    severities: dict[str, str] = {}
+def statistics(report: Report, stream: IO[str]) -> None:
+    """ruff-style counts per rule and severity, most frequent first: places, then findings."""
+    places: dict[tuple[str, str, str], int] = {}
+    findings: dict[tuple[str, str, str], int] = {}
     for finding in report.findings:
-        counts[(finding.code, finding.name)] = counts.get((finding.code, finding.name), 0) + 1
-        severities[finding.code] = finding.severity.value
-    for (code, name), count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        stream.write(f"{count:>5}  {code}  {name:<28} {severities[code]}\n")
+        key = (finding.code, finding.name, finding.severity.value)
+        places[key] = places.get(key, 0) + finding.count
+        findings[key] = findings.get(key, 0) + 1
+    for key, count in sorted(places.items(), key=lambda kv: (-kv[1], kv[0])):
+        code, name, severity = key
+        number = findings[key]
+        grouped = f"  ({number} finding{'s' if number != 1 else ''})" if number != count else ""
+        stream.write(f"{count:>5}  {code}  {name:<28} {severity:<8}{grouped}\n".rstrip() + "\n")
 
 
-@app.command()
-def check(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Model files or folders (default: the current folder)."),
-    ] = None,
-    output_format: Annotated[
-        OutputFormat,
-        typer.Option("--format", "--output-format", "-f", help="Report format."),
-    ] = OutputFormat.text,
-    output: Annotated[
-        list[str],
-        typer.Option(
-            "--output", "-o",
-            help="Write the report to FILE instead of stdout; FORMAT=FILE (sarif=out.sarif) "
-            "writes one more report in FORMAT. Repeatable.",
-        ),
-    ] = [],  # noqa: B006 - typer needs a literal default
-    select: Annotated[
-        list[str], typer.Option("--select", help="Only these rule codes or prefixes (PI2, PI201).")
-    ] = [],  # noqa: B006 - typer needs a literal default
-    ignore: Annotated[
-        list[str], typer.Option("--ignore", help="Skip these rule codes or prefixes.")
-    ] = [],  # noqa: B006
-    fail_on: Annotated[
-        FailOn | None,
-        typer.Option(
-            "--fail-on", help="Lowest severity that makes the exit code 1 [default: error]."
-        ),
-    ] = None,
-    exit_zero: Annotated[
-        bool,
-        typer.Option(
-            "--exit-zero", help="Exit 0 even with findings (unreadable files still exit 2)."
-        ),
-    ] = False,
-    baseline: Annotated[
-        Path | None,
-        typer.Option("--baseline", help="Hide the findings recorded in this baseline file."),
-    ] = None,
-    write_baseline: Annotated[
-        Path | None,
-        typer.Option(
-            "--write-baseline", help="Record every current finding in this file and exit 0."
-        ),
-    ] = None,
-    statistics: Annotated[
-        bool, typer.Option("--statistics", help="Print the number of findings per rule.")
-    ] = False,
-    github_summary: Annotated[
-        bool,
-        typer.Option(
-            "--github-summary",
-            help="Also append a markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions).",
-        ),
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only the findings, one line each.")
-    ] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colors.")] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="pyproject.toml to read [tool.paraminspect] from."),
-    ] = None,
-) -> None:
-    """Check model files for freezing mistakes."""
-    settings = _settings(config, select, ignore, fail_on)
-    targets = _outputs(output_format.value, output)
+@command("check", "Check model files for freezing mistakes.", _check_arguments)
+def check(args: argparse.Namespace) -> int:
+    from .reporters import Options, get_reporter
+
+    settings = _settings(args)
+    targets = _outputs(args.format, args.output)
+    if args.non_models == "notice":
+        settings = settings.with_overrides(non_models="notice")
     accepted = None
-    if baseline is not None:
-        try:
-            accepted = load_baseline(baseline)
-        except BaselineError as exc:
-            raise _die(str(exc)) from None
-    progress = not quiet and _interactive(sys.stderr) and "CI" not in os.environ
-    report = _run(paths or [Path(".")], settings, progress)
+    if args.baseline is not None:
+        from .baseline import BaselineError, load_baseline
 
-    if write_baseline is not None:
         try:
-            write_baseline.write_text(baseline_dumps(report, settings.root), encoding="utf-8")
+            accepted = load_baseline(args.baseline)
+        except BaselineError as exc:
+            raise UsageError(str(exc)) from None
+    progress = not args.quiet and _interactive(sys.stderr) and "CI" not in os.environ
+    report = _run(args.paths or [Path(".")], settings, progress)
+
+    if args.write_baseline is not None:
+        from .baseline import dumps
+
+        try:
+            args.write_baseline.write_text(dumps(report, settings.root), encoding="utf-8")
         except OSError as exc:
-            raise _die(f"cannot write {write_baseline}: {exc.strerror or exc}") from None
-        typer.echo(
-            f"paraminspect: recorded {len(report.findings)} findings in {write_baseline}", err=True
-        )
-        raise typer.Exit(2 if report.has_errors else 0)
+            raise UsageError(f"cannot write {args.write_baseline}: {exc.strerror or exc}") from None
+        places = sum(f.count for f in report.findings)
+        _say(f"recorded {places} findings in {args.write_baseline}")
+        return 2 if report.has_errors else 0
 
     hidden = 0
     if accepted is not None:
+        from .baseline import apply_baseline
+
         report, hidden = apply_baseline(report, accepted, settings.root)
 
-    rules: tuple[RuleInfo, ...] = ()
+    rules = ()
     if {name for name, _ in targets} & {"sarif", "junit"}:
+        from .reporters import rule_catalog
+
         rules = rule_catalog(lambda code, name: settings.rule_enabled(code, name))
-    color = not no_color and "NO_COLOR" not in os.environ
+    color = not args.no_color and "NO_COLOR" not in os.environ
     for name, path in targets:
-        if statistics and path is None:
-            _statistics(report, sys.stdout)
+        if args.statistics and path is None:
+            statistics(report, sys.stdout)
             continue
-        with _output(path) as stream:
+        stream = _open_output(path)
+        try:
             options = Options(
-                color=color and path is None and stream.isatty(),
-                quiet=quiet,
+                color=color and path is None,
+                quiet=args.quiet,
                 fail_on=settings.fail_on,
                 rules=rules,
+                show_evidence=args.show_evidence,
             )
             get_reporter(name)(report, stream, options)
-    if github_summary:
+        finally:
+            if stream is not sys.stdout:
+                stream.close()
+    if args.github_summary:
         _append_step_summary(report, settings)
-    if hidden and not quiet:
-        typer.echo(f"paraminspect: {hidden} findings hidden by the baseline {baseline}", err=True)
+    if hidden and not args.quiet:
+        _say(f"{hidden} findings hidden by the baseline {args.baseline}")
 
     code = report.exit_code(settings.fail_on)
-    if exit_zero and code == 1:
-        code = 0
-    raise typer.Exit(code)
+    return 0 if args.exit_zero and code == 1 else code
 
 
 def _append_step_summary(report: Report, settings: Settings) -> None:
+    from .reporters import Options, get_reporter
+
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
-        typer.echo("paraminspect: --github-summary: $GITHUB_STEP_SUMMARY is not set", err=True)
+        _say("--github-summary: $GITHUB_STEP_SUMMARY is not set")
         return
-    with _output(Path(target), append=True) as stream:
+    with _open_output(Path(target), append=True) as stream:
         get_reporter("markdown")(report, stream, Options(color=False, fail_on=settings.fail_on))
 
 
-@app.command()
-def show(
-    path: Annotated[Path, typer.Argument(help="A model file.")],
-    policy: Annotated[
-        bool,
-        typer.Option("--policy", help="Mark the layers a [[tool.paraminspect.policy]] covers."),
-    ] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="pyproject.toml to read [tool.paraminspect] from."),
-    ] = None,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colors.")] = False,
-) -> None:
-    """Show the freeze map: modules with trainable / frozen / mixed, train / eval and counts."""
-    from .loaders import load
-    from .reporters.freeze_map import render
+# -- show ----------------------------------------------------------------------------------------
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", type=Path, metavar="PATH", help="A model file or folder.")
+    parser.add_argument(
+        "--depth", type=int, default=None, metavar="N",
+        help="Show N levels of modules below the model (default: fold what is alike).",
+    )
+    parser.add_argument(
+        "--all", dest="unfold", action="store_true",
+        help="Show every module: fold nothing, whatever the depth.",
+    )
+    parser.add_argument(
+        "-f", "--format", choices=("text", "html"), default="text",
+        help="text (default) or a self-contained HTML picture of the freeze map.",
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="Write to FILE instead of stdout."
+    )
+    parser.add_argument(
+        "--policy", action="store_true",
+        help="Mark the layers a [[tool.paraminspect.policy]] covers.",
+    )
+    _config_option(parser)
+    _color_option(parser)
 
+
+@command(
+    "show",
+    "Show the freeze map: modules with trainable / frozen / mixed, train / eval and counts.",
+    _show_arguments,
+)
+def show(args: argparse.Namespace) -> int:
+    from .errors import LoadError, Skip
+    from .loaders import load
+    from .reporters import Options
+
+    if args.depth is not None and args.depth < 0:
+        raise UsageError("--depth must be 0 or more")
     marks = None
-    applicable = ()
-    if policy:
-        settings = _settings(config, [], [], None)
-        applicable = tuple(p for p in settings.policies if p.applies_to(str(path), settings.root))
+    applicable: tuple = ()
+    if args.policy:
+        settings = _settings(args)
+        applicable = tuple(
+            p for p in settings.policies if p.applies_to(str(args.path), settings.root)
+        )
     try:
-        graph = load(path)
+        graph = load(args.path)
     except (LoadError, Skip) as exc:
-        raise _die(f"{path}: {exc}") from None
+        raise UsageError(f"{args.path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a loader bug is reported in one line
-        raise _die(f"{path}: internal error while reading ({type(exc).__name__}: {exc})") from None
-    if policy:
+        raise UsageError(
+            f"{args.path}: internal error while reading ({type(exc).__name__}: {exc})"
+        ) from None
+    if args.policy:
         from .policy import coverage
 
         marks = coverage(graph, applicable)
-    color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
-    render(graph, sys.stdout, Options(color=color), marks=marks)
-    if policy:
-        if applicable:
-            labels = ", ".join(p.label for p in applicable)
-            typer.echo(f"[policy: ...] marks what {labels} asks of a layer; "
-                       f"`paraminspect check` reports where the file disagrees (PI401)")
+    stream = _open_output(args.output)
+    try:
+        if args.format == "html":
+            from .engine import check_graph
+            from .reporters.freeze_html import render as render_html
+
+            render_html(graph, check_graph(graph, _settings(args)), stream)
         else:
-            typer.echo("no [[tool.paraminspect.policy]] applies to this file")
+            from .reporters.freeze_map import render
+
+            color = not args.no_color and args.output is None
+            render(graph, stream, Options(color=color), marks=marks, depth=args.depth,
+                   unfold=args.unfold)
+            if args.policy:
+                if applicable:
+                    labels = ", ".join(p.label for p in applicable)
+                    stream.write(f"[policy: ...] marks what {labels} asks of a layer; "
+                                 "`paraminspect check` reports where the file disagrees (PI401)\n")
+                else:
+                    stream.write("no [[tool.paraminspect.policy]] applies to this file\n")
+    finally:
+        if stream is not sys.stdout:
+            stream.close()
+    return 0
 
 
-@app.command("rules")
-def list_rules() -> None:
-    """List the rules."""
+# -- rules ---------------------------------------------------------------------------------------
+@command("rules", "List the rules.", lambda parser: None)
+def list_rules(args: argparse.Namespace) -> int:
     from .docs import rule_doc
     from .rules import all_rules
 
     for rule in all_rules():
         doc = rule_doc(rule.code)
         summary = doc.summary.split(". ", 1)[0].rstrip(".") + "." if doc else ""
-        typer.echo(f"{rule.code}  {rule.name:<28} {rule.severity.value:<8} {summary}")
+        sys.stdout.write(f"{rule.code}  {rule.name:<28} {rule.severity.value:<8} {summary}\n")
+    return 0
 
 
-@app.command("rule")
-def show_rule(code: Annotated[str, typer.Argument(help="A rule code (PI201) or name.")]) -> None:
-    """Print a rule's document."""
+def _rule_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("code", metavar="CODE", help="A rule code (PI201) or name.")
+
+
+@command("rule", "Print a rule's document.", _rule_arguments)
+def show_rule(args: argparse.Namespace) -> int:
     from .docs import rule_doc
-    from .rules import get_rule
+    from .rules import all_rules, get_rule
 
-    rule = get_rule(code)
+    rule = get_rule(args.code)
     if rule is None:
-        raise _die(f"no rule {code!r}; see `paraminspect rules`")
+        codes = ", ".join(r.code for r in all_rules())
+        raise UsageError(f"no rule {args.code!r}; choose one of {codes}")
     doc = rule_doc(rule.code)
     if doc is None:
-        raise _die(f"the document of {rule.code} is missing from this installation")
-    typer.echo(doc.text)
+        raise UsageError(f"the document of {rule.code} is missing from this installation")
+    sys.stdout.write(doc.text.rstrip("\n") + "\n")
+    return 0
 
 
-def main() -> None:
-    app()
+# -- entry point ---------------------------------------------------------------------------------
+def _top_parser() -> argparse.ArgumentParser:
+    lines = [f"  {c.name:<8} {c.help}" for c in COMMANDS.values()]
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage=f"{PROG} [-h] [--version] COMMAND [ARGS]",
+        epilog="commands:\n" + "\n".join(lines)
+        + f"\n\n`{PROG} COMMAND -h` describes a command's options.",
+    )
+    parser.add_argument("--version", action="store_true", help="Print the version.")
+    parser.add_argument("command", nargs="?", metavar="COMMAND", choices=[*COMMANDS, None])
+    return parser
+
+
+def _command_parser(cmd: Command) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"{PROG} {cmd.name}", description=cmd.help)
+    cmd.arguments(parser)
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    """Parse ``argv`` (without the program name) and run the command; returns the exit code."""
+    split = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    top = _top_parser()
+    head = top.parse_args(argv[: split + 1])  # -h, --version and the command name
+    if head.version:
+        from . import __version__
+
+        sys.stdout.write(f"{PROG} {__version__}\n")
+        return 0
+    if head.command is None:
+        top.print_help()
+        return 2
+    cmd = COMMANDS[head.command]
+    args = _command_parser(cmd).parse_intermixed_args(argv[split + 1:])
+    try:
+        return cmd.run(args)
+    except UsageError as exc:
+        _say(f"error: {exc}")
+        return 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: exits with the command's exit code."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:  # file names that are not UTF-8 print as their bytes
+            reconfigure(errors="surrogateescape")
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:  # `paraminspect check | head`
+        sys.stderr.close()
+        code = 1
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -10,10 +11,14 @@ from pathlib import Path
 
 from .findings import Severity
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+
+def _toml():  # type: ignore[no-untyped-def]
+    """The TOML parser, imported only when a file that may configure paraminspect is met."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    return tomllib
 
 
 class ConfigError(Exception):
@@ -21,6 +26,8 @@ class ConfigError(Exception):
 
 
 FAIL_ON_CHOICES = ("error", "warning", "info", "never")
+#: the default: every freezing mistake (a warning) fails a build, ``info`` never does
+DEFAULT_FAIL_ON = "warning"
 
 
 @dataclass(frozen=True)
@@ -57,11 +64,13 @@ class Settings:
 
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
-    fail_on: Severity | None = Severity.ERROR
+    fail_on: Severity | None = Severity.WARNING
     #: (glob, codes): codes ignored for files matching glob (relative to ``root``)
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     policies: tuple[Policy, ...] = ()
     root: Path = field(default_factory=Path.cwd)
+    #: a named file that is no model at all: "error" (PI001) or "notice" (skipped, pre-commit)
+    non_models: str = "error"
 
     def rule_enabled(self, code: str, name: str, path: str | None = None) -> bool:
         if self.select and not _matches_any(code, name, self.select):
@@ -114,17 +123,45 @@ def split_codes(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
+def _read_toml(path: Path) -> tuple[dict[str, object], str]:
+    """The parsed file and its text; a file that cannot be read or parsed is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"{path}: cannot read ({reason})") from None
+    tomllib = _toml()
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib ends its message with "(at line N, column M)"
+        message = str(exc)
+        line = re.search(r"at line (\d+)", message)
+        where = f"{path}:{line.group(1)}" if line else str(path)
+        raise ConfigError(f"{where}: invalid TOML: {message}") from None
+
+
+#: ``[tool.paraminspect]``, ``tool.paraminspect.x =``, ``paraminspect = {`` under ``[tool]``
+_MAY_CONFIGURE = re.compile(rb"paraminspect\s*[\].=]")
+
+
 def find_pyproject(start: Path) -> Path | None:
-    """The nearest ``pyproject.toml`` with a ``[tool.paraminspect]`` table, walking up."""
+    """The nearest ``pyproject.toml`` with a ``[tool.paraminspect]`` table, walking up.
+
+    A ``pyproject.toml`` on the way that cannot be parsed is an error, never skipped: skipping
+    it would silently apply another project's settings (or none)."""
     start = start.resolve()
     for folder in (start, *start.parents):
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
-            try:
-                data = tomllib.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-                continue
-            if "paraminspect" in data.get("tool", {}):
+            try:  # a file that never names paraminspect cannot configure it: skip the parse
+                if not _MAY_CONFIGURE.search(candidate.read_bytes()):
+                    continue
+            except OSError:
+                pass  # _read_toml reports it
+            data, _ = _read_toml(candidate)
+            tool = data.get("tool", {})
+            if isinstance(tool, dict) and "paraminspect" in tool:
                 return candidate
     return None
 
@@ -134,26 +171,75 @@ def load_settings(config_file: Path | None = None, start: Path | None = None) ->
     path = config_file or find_pyproject(start or Path.cwd())
     if path is None:
         return Settings()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-    table = data.get("tool", {}).get("paraminspect", {})
-    return settings_from_table(table, root=path.parent, source=str(path))
+    data, text = _read_toml(path)
+    tool = data.get("tool", {})
+    table = tool.get("paraminspect", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.paraminspect] must be a table")
+    return settings_from_table(table, root=path.parent, source=str(path), text=text)
 
 
-KNOWN_KEYS = {"select", "ignore", "fail-on", "per-file-ignores", "policy"}
+KNOWN_KEYS = ("select", "ignore", "fail-on", "per-file-ignores", "policy")
+
+
+def _line_of(text: str, *needles: str) -> int | None:
+    """The first line (1-based) of the ``[tool.paraminspect]`` part of ``text`` holding every
+    needle, for messages that point at the mistake."""
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if "tool.paraminspect" in ln), 0)
+    for number in range(start, len(lines)):
+        if all(needle in lines[number] for needle in needles):
+            return number + 1
+    return None
+
+
+def rule_choices() -> list[tuple[str, str]]:
+    """(code, name) of every registered rule: the single source of valid selectors."""
+    from .rules import all_rules
+
+    return [(rule.code, rule.name) for rule in all_rules()]
+
+
+def unknown_selector(selector: str, choices: list[tuple[str, str]] | None = None) -> bool:
+    """True when ``selector`` names no rule: not ALL, not a code prefix, not a rule name."""
+    choices = rule_choices() if choices is None else choices
+    selector = selector.strip()
+    if selector.upper() == "ALL":
+        return False
+    return not any(
+        (selector.upper() and code.startswith(selector.upper())) or selector.lower() == name
+        for code, name in choices
+    )
+
+
+def validate_selectors(
+    selectors: Iterable[str], where: str, text: str | None = None, source: str = ""
+) -> None:
+    """Raise ConfigError naming the first selector that matches no registered rule."""
+    choices = rule_choices()
+    for selector in selectors:
+        if unknown_selector(selector, choices):
+            line = _line_of(text, selector) if text else None
+            place = f"{source}:{line}: " if line else f"{source}: " if source else ""
+            codes = ", ".join(code for code, _ in choices)
+            raise ConfigError(
+                f"{place}{where}: unknown rule code, prefix or name {selector!r}; "
+                f"valid: ALL, {codes}, a prefix of them (PI2) or a rule name"
+            )
 
 
 def settings_from_table(
-    table: Mapping[str, object], root: Path, source: str = "config"
+    table: Mapping[str, object], root: Path, source: str = "config", text: str | None = None
 ) -> Settings:
-    unknown = set(table) - KNOWN_KEYS
+    def place(*needles: str) -> str:
+        line = _line_of(text, *needles) if text else None
+        return f"{source}:{line}" if line else source
+
+    unknown = [key for key in table if key not in KNOWN_KEYS]
     if unknown:
         raise ConfigError(
-            f"{source}: unknown [tool.paraminspect] key(s): {', '.join(sorted(unknown))}"
+            f"{place(unknown[0])}: unknown [tool.paraminspect] key {unknown[0]!r}; "
+            f"valid keys: {', '.join(KNOWN_KEYS)}"
         )
 
     def codes(key: str) -> tuple[str, ...]:
@@ -161,21 +247,31 @@ def settings_from_table(
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{source}: {key} must be a list of rule codes")
-        return split_codes(value)
+            raise ConfigError(f"{place(key)}: {key} must be a list of rule codes")
+        selectors = split_codes(value)
+        validate_selectors(selectors, key, text, source)
+        return selectors
 
     per_file = table.get("per-file-ignores", {})
     if not isinstance(per_file, dict):
-        raise ConfigError(f"{source}: per-file-ignores must be a table of glob = [codes]")
+        raise ConfigError(f"{place('per-file-ignores')}: per-file-ignores must be a table of "
+                          "glob = [codes]")
     pfi = []
     for pattern, value in per_file.items():
         value = [value] if isinstance(value, str) else value
-        if not isinstance(value, list):
-            raise ConfigError(f"{source}: per-file-ignores.{pattern} must be a list of rule codes")
-        pfi.append((pattern, split_codes(value)))
-    fail_on = table.get("fail-on", "error")
-    if not isinstance(fail_on, str):
-        raise ConfigError(f"{source}: fail-on must be a string")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"{place(pattern)}: per-file-ignores.{pattern} must be a list of rule codes"
+            )
+        selectors = split_codes(value)
+        validate_selectors(selectors, f"per-file-ignores.{pattern}", text, source)
+        pfi.append((pattern, selectors))
+    fail_on = table.get("fail-on", DEFAULT_FAIL_ON)
+    if not isinstance(fail_on, str) or fail_on.strip().lower() not in FAIL_ON_CHOICES:
+        raise ConfigError(
+            f"{place('fail-on')}: fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, "
+            f"not {fail_on!r}"
+        )
     return Settings(
         select=codes("select"),
         ignore=codes("ignore"),
@@ -202,7 +298,8 @@ def parse_policies(value: object, source: str = "config") -> tuple[Policy, ...]:
         where = f"{source}: policy #{index}"
         unknown = set(table) - POLICY_KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
+            raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}; "
+                              f"valid keys: {', '.join(sorted(POLICY_KEYS))}")
 
         def globs(key: str, table: dict[str, object] = table, where: str = where) -> tuple[str, ...]:
             raw = table.get(key, [])

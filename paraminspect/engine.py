@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .config import Settings
-from .errors import LoadError, Skip
-from .findings import FileReport, Finding, Report, Summary
+from .errors import LoadError, NotAModel, Skip
+from .findings import FileReport, Finding, Report, Summary, group_findings
 from .graph import ModelGraph, Source, Trainable
 from .loaders import MODEL_SUFFIXES, load
 from .loaders.folders import folder_kind, model_files
@@ -49,18 +49,28 @@ def check_graph(graph: ModelGraph, settings: Settings | None = None) -> list[Fin
         except Exception as exc:  # noqa: BLE001 - a rule bug must not hide the other findings
             raise RuntimeError(f"rule {rule_cls.code} failed: {type(exc).__name__}: {exc}") from exc
         findings.extend(rule_cls.finding(issue) for issue in issues)
-    return findings
+    return group_findings(findings)
 
 
 def check_file(path: str | Path, settings: Settings | None = None) -> FileReport:
     """Check one file. Never raises for bad input: errors land in the report."""
     settings = settings or Settings()
     report = FileReport(path=str(path))
+    if Path(path).is_dir():
+        try:
+            os.listdir(path)
+        except OSError as exc:  # an unlistable folder is reported, never skipped silently
+            return _unreadable(report, f"cannot list this folder: {exc.strerror or exc}", settings)
     try:
         graph = load(path)
     except Skip as skip:
         report.skipped = str(skip)
         return report
+    except NotAModel as exc:
+        if settings.non_models == "notice":
+            report.skipped = f"{exc} (not checked)"
+            return report
+        return _unreadable(report, str(exc), settings)
     except LoadError as exc:
         return _unreadable(report, str(exc), settings)
     except Exception as exc:  # noqa: BLE001 - a loader bug is reported, never a traceback
@@ -76,9 +86,12 @@ def check_file(path: str | Path, settings: Settings | None = None) -> FileReport
 
 
 def _unreadable(report: FileReport, message: str, settings: Settings) -> FileReport:
+    if not settings.rule_enabled(UnreadableFile.code, UnreadableFile.name, report.path):
+        # --ignore PI001 applies like any other code: the file is named, it does not fail
+        report.skipped = f"unreadable ({message}); not reported, {UnreadableFile.code} is ignored"
+        return report
     report.error = message
-    if settings.rule_enabled(UnreadableFile.code, UnreadableFile.name, report.path):
-        report.findings = [UnreadableFile.finding(Issue(location="", message=message))]
+    report.findings = [UnreadableFile.finding(Issue(location="", message=message))]
     return report
 
 
@@ -87,7 +100,10 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for folder, dirs, files in os.walk(path):
+            failed: list[OSError] = []  # folders that cannot be listed are checked, and fail
+            for folder, dirs, files in os.walk(path, onerror=failed.append):
+                while failed:
+                    yield Path(failed.pop(0).filename)
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
                 # A model stored as a folder (shards, HF config + weights, PEFT adapter) is one
                 # model; its other files (optimizer.pt, training_args.bin) are still checked.
@@ -98,6 +114,8 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 for name in sorted(files):
                     if name.lower().endswith(MODEL_SUFFIXES) and Path(folder) / name not in claimed:
                         yield Path(folder) / name
+            while failed:
+                yield Path(failed.pop(0).filename)
         else:
             yield path
 

@@ -7,3 +7,8 @@ class LoadError(Exception):
 
 class Skip(Exception):
     """A file is deliberately not checked (e.g. a Git LFS pointer); not an error."""
+
+
+class NotAModel(LoadError):
+    """The bytes are no model format at all (a data file that shares a model's extension), as
+    opposed to a model file that is truncated or corrupt."""

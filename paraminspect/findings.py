@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
 
@@ -19,7 +19,13 @@ class Severity(str, Enum):
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem at one location. ``paths`` lists every tensor or layer it concerns."""
+    """One mistake. ``location`` is where it is (the first place when it repeats),
+    ``locations`` every place the same rule fired for the same reason (empty for one place),
+    ``paths`` every tensor or layer it concerns, ``evidence`` how the file shows it (provenance).
+
+    ``message`` says what is wrong and why it matters, ``fix`` how to fix it; neither repeats
+    the location, so one finding can stand for many layers.
+    """
 
     code: str
     name: str
@@ -28,23 +34,67 @@ class Finding:
     message: str
     fix: str = ""
     paths: tuple[str, ...] = ()
+    evidence: str = ""
+    locations: tuple[str, ...] = ()
+
+    @property
+    def all_locations(self) -> tuple[str, ...]:
+        """Every location, the first one included."""
+        return self.locations or (self.location,)
+
+    @property
+    def count(self) -> int:
+        """How many places the mistake was found in."""
+        return len(self.all_locations)
 
     def fingerprint(self, path: str) -> str:
         """This finding's stable id in the file at ``path`` (see :func:`fingerprint`)."""
         return fingerprint(path, self.code, self.location)
 
+    def fingerprints(self, path: str) -> list[str]:
+        """One stable id per location (baselines accept locations one by one)."""
+        return [fingerprint(path, self.code, location) for location in self.all_locations]
+
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["severity"] = self.severity.value
         data["paths"] = list(self.paths)
+        data["locations"] = list(self.all_locations)
+        data["count"] = self.count
         return data
+
+
+def group_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per mistake: findings of one rule with the same severity, message and fix
+    (the same reason) merge into one that lists every location, in first-seen order."""
+    groups: dict[tuple[str, Severity, str, str], list[Finding]] = {}
+    for finding in findings:
+        key = (finding.code, finding.severity, finding.message, finding.fix)
+        groups.setdefault(key, []).append(finding)
+    merged = []
+    for members in groups.values():
+        if len(members) == 1:
+            merged.append(members[0])
+            continue
+        first = members[0]
+        locations = tuple(dict.fromkeys(loc for f in members for loc in f.all_locations))
+        paths = tuple(dict.fromkeys(p for f in members for p in f.paths))
+        evidence = "; ".join(dict.fromkeys(f.evidence for f in members if f.evidence))
+        merged.append(
+            replace(first, locations=locations if len(locations) > 1 else (), paths=paths,
+                    evidence=evidence)
+        )
+    return merged
 
 
 def fingerprint(path: str, code: str, location: str) -> str:
     """A stable id for a finding: file path, code and location only, so rewording a message or
     re-saving the file does not make an old finding new (baselines, SARIF partialFingerprints)."""
+    import hashlib  # only reports that carry fingerprints pay for it
+
     key = "\0".join((path, code, location))
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    # surrogateescape: a file name that is not UTF-8 keeps its own bytes, and its own id
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

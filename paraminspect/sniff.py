@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LoadError
+from .errors import LoadError, NotAModel
 
 PICKLE_PROTO = b"\x80"
 #: torch's legacy (non-zip) files start with a pickled magic number: PROTO n, LONG1 10 bytes, magic.
@@ -57,7 +57,7 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("pickle")
     if _looks_like_onnx(head):
         return Sniffed("onnx")
-    raise LoadError("not a model file: the bytes match no supported format")
+    raise NotAModel("not a model file: the bytes match no supported format")
 
 
 def _sniff_zip(path: Path) -> Sniffed:
@@ -83,7 +83,7 @@ def _sniff_zip(path: Path) -> Sniffed:
             ):
                 return Sniffed("torchscript", {"prefix": prefix})
             return Sniffed("pytorch", {"prefix": prefix})
-    raise LoadError("zip archive that is not a PyTorch, TorchScript, torch.export or Keras file")
+    raise NotAModel("zip archive that is not a PyTorch, TorchScript, torch.export or Keras file")
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:

@@ -18,10 +18,15 @@ TORCH_FIXTURES = FIXTURES / "torch"
 
 
 def findings(path: str | Path, settings: Settings | None = None) -> set[tuple[str, str, str]]:
-    """Every finding of one file as (code, location, severity)."""
+    """Every finding of one file as (code, location, severity), one per location: a finding
+    that stands for many layers (one mistake repeated) contributes each of its locations."""
     report = check(Path(path), settings)
     assert len(report.files) == 1, report.files
-    return {(f.code, f.location, f.severity.value) for f in report.files[0].findings}
+    return {
+        (f.code, location, f.severity.value)
+        for f in report.files[0].findings
+        for location in f.all_locations
+    }
 
 
 def run_cli(

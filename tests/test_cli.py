@@ -18,7 +18,7 @@ TRUNCATED = str(TORCH_FIXTURES / "truncated.pt")
 
 def test_json_contract_keys() -> None:
     code, data = run_json(BN_TRAIN)
-    assert code == 0  # warnings do not fail under the default --fail-on error
+    assert code == 1  # a freezing mistake (a warning) fails under the default --fail-on warning
     assert set(data) >= {"paraminspect", "files", "counts"}
     (file,) = data["files"]
     assert set(file) >= {"path", "format", "error", "summary", "findings"}
@@ -47,7 +47,8 @@ def test_unknown_trainability_counts_are_null() -> None:
 
 def test_exit_codes() -> None:
     assert run_cli("check", CLEAN).returncode == 0
-    assert run_cli("check", BN_TRAIN).returncode == 0
+    assert run_cli("check", BN_TRAIN).returncode == 1  # the default fails on warnings
+    assert run_cli("check", BN_TRAIN, "--fail-on", "error").returncode == 0
     assert run_cli("check", BN_TRAIN, "--fail-on", "warning").returncode == 1
     assert run_cli("check", EVIL).returncode == 1
     assert run_cli("check", EVIL, "--fail-on", "never").returncode == 0
@@ -82,7 +83,7 @@ def test_select_and_ignore() -> None:
 def test_output_file(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     proc = run_cli("check", BN_TRAIN, "--format", "json", "--output", str(out))
-    assert proc.returncode == 0 and proc.stdout == ""
+    assert proc.returncode == 1 and proc.stdout == ""
     assert json.loads(out.read_text())["files"][0]["findings"][0]["code"] == "PI201"
 
 
@@ -93,15 +94,31 @@ def test_text_report_names_findings_and_summary() -> None:
     assert "\x1b[" not in proc.stdout
 
 
-def test_grouping_in_text_and_full_list_in_json() -> None:
+def test_one_finding_per_mistake_text_folds_json_keeps_every_location() -> None:
     deep = str(TORCH_FIXTURES / "deep_whole_bn_train_frozen.pt")
     proc = run_cli("check", deep, "--no-color")
-    assert "6 findings under backbone.blocks" in proc.stdout
-    assert "and 3 more" in proc.stdout
-    _, data = run_json(deep)
-    assert {(f["code"], f["location"]) for f in data["files"][0]["findings"]} == {
-        ("PI201", f"backbone.blocks.{i}.bn") for i in range(6)
-    }
+    lines = [ln for ln in proc.stdout.splitlines() if "PI201" in ln]
+    assert len(lines) == 1, proc.stdout  # one finding, not six
+    assert lines[0].startswith(f"{deep}:backbone.blocks.0.bn (+5 more): PI201 [warning]")
+    assert "    at backbone.blocks.0–5.bn ×6" in proc.stdout
+    code, data = run_json(deep)
+    (finding,) = data["files"][0]["findings"]
+    assert (finding["code"], finding["location"], finding["count"]) == (
+        "PI201", "backbone.blocks.0.bn", 6)
+    assert finding["locations"] == [f"backbone.blocks.{i}.bn" for i in range(6)]
+    assert data["counts"]["warning"] == 1
+
+
+def test_messages_leave_the_location_and_evidence_to_their_own_fields() -> None:
+    _, data = run_json(BN_TRAIN)
+    (finding,) = data["files"][0]["findings"]
+    assert finding["location"] == "backbone.bn"
+    assert "backbone.bn" not in finding["message"] and "stored" not in finding["message"]
+    assert finding["message"].startswith("BatchNorm2d is in train mode inside a frozen layer.")
+    assert finding["evidence"].startswith("mode: module.training stored")
+    plain = run_cli("check", BN_TRAIN, "--no-color").stdout
+    shown = run_cli("check", BN_TRAIN, "--no-color", "--show-evidence").stdout
+    assert "evidence:" not in plain and "    evidence: mode: module.training" in shown
 
 
 def test_folder_recursion_and_default_current_folder(tmp_path: Path) -> None:

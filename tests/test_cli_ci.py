@@ -47,7 +47,7 @@ def test_several_reports_at_once(tmp_path: Path) -> None:
     sarif, junit, data = tmp_path / "r.sarif", tmp_path / "r.xml", tmp_path / "r.json"
     proc = cli("check", BN_TRAIN, "--format", "github",
                "--output", f"sarif={sarif}", "-o", f"junit={junit}", "-o", f"json={data}")
-    assert proc.returncode == 0
+    assert proc.returncode == 1
     assert proc.stdout.startswith("::warning file=")
     assert json.loads(sarif.read_text())["runs"][0]["results"][0]["ruleId"] == "PI201"
     assert ET.parse(junit).getroot().tag == "testsuites"
@@ -68,9 +68,16 @@ def test_exit_zero_turns_findings_into_success_but_not_errors() -> None:
 def test_statistics_counts_per_rule() -> None:
     proc = cli("check", BN_TRAIN, DEEP, TRUNCATED, "--statistics")
     rows = [line.split() for line in proc.stdout.splitlines()]
-    assert rows == [["7", "PI201", "bn-train-in-frozen", "warning"],
+    assert rows == [["7", "PI201", "bn-train-in-frozen", "warning", "(2", "findings)"],
                     ["1", "PI001", "unreadable-file", "error"]]
     assert proc.returncode == 2
+
+
+def test_statistics_keep_severities_of_one_rule_apart() -> None:
+    bitfit, mixed = str(TORCH / "cnn_whole_bitfit.pt"), str(TORCH / "cnn_whole_mixed.pt")
+    rows = [ln.split() for ln in cli("check", bitfit, mixed, "--statistics").stdout.splitlines()]
+    assert ["1", "PI103", "mixed-layer-freeze", "info"] in rows
+    assert ["1", "PI103", "mixed-layer-freeze", "warning"] in rows
 
 
 def test_github_step_summary_is_appended_when_asked(tmp_path: Path) -> None:

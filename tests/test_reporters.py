@@ -94,8 +94,8 @@ def test_github_annotation_points_at_the_file_with_code_and_name_in_the_title() 
 
 def test_github_groups_one_rule_per_file_and_names_every_location() -> None:
     (ann,) = parse_annotations(render("github", report_of(DEEP)))
-    for i in range(6):
-        assert f"backbone.blocks.{i}.bn:" in ann["message"]
+    where = ann["message"].split(": ", 1)[0]
+    assert where.split(", ") == [f"backbone.blocks.{i}.bn" for i in range(6)]
 
 
 def test_github_errors_unreadable_and_notices_skipped(tmp_path: Path) -> None:
@@ -196,17 +196,19 @@ def test_markdown_summary_table_has_one_row_per_file() -> None:
     assert header == ["file", "format", "params", "trainable", "frozen", "errors", "warnings", "info"]
     assert len(rows) == 4 and all(len(r) == 8 for r in rows)
     by_file = {r[0].strip("`"): r for r in rows}
-    assert by_file["fixtures/torch/deep_whole_bn_train_frozen.pt"][6] == "6"
+    assert by_file["fixtures/torch/deep_whole_bn_train_frozen.pt"][6] == "1"  # one mistake
     assert by_file["fixtures/torch/truncated.pt"][1] == "**unreadable**"
-    assert "4 files checked, 1 error, 7 warnings" in text
+    assert "4 files checked, 1 error, 2 warnings" in text
 
 
 def test_markdown_groups_by_file_and_rule_and_folds_long_lists() -> None:
     text = render("markdown", report_of(BN_TRAIN, DEEP))
     deep = text.split("### `fixtures/torch/deep_whole_bn_train_frozen.pt`", 1)[1]
-    assert "**PI201 bn-train-in-frozen** (warning, 6 findings)" in deep
+    assert "**PI201 bn-train-in-frozen** (warning, 6 locations)" in deep
+    assert "- `backbone.blocks.0.bn` and 5 more: BatchNorm2d is in train mode" in deep
     details = deep.split("<details>", 1)[1].split("</details>", 1)[0]
-    assert len([ln for ln in details.splitlines() if ln.startswith("- ")]) == 6
+    assert [ln.strip() for ln in details.splitlines() if ln.strip().endswith("<br>")] == [
+        f"`backbone.blocks.{i}.bn`<br>" for i in range(6)]
     single = text.split("### `fixtures/torch/cnn_whole_bn_train_frozen.pt`", 1)[1].split("###")[0]
     assert "<details>" not in single and "- `backbone.bn`:" in single
 
@@ -272,11 +274,12 @@ def _text(report: Report, stream: io.StringIO, **options: object) -> str:
 
 
 def test_quiet_text_names_every_finding_on_its_own_line() -> None:
-    out = _text(report_of(DEEP), io.StringIO(), color=False, quiet=True)
+    out = _text(report_of(DEEP, BN_TRAIN), io.StringIO(), color=False, quiet=True)
     lines = out.splitlines()
-    assert len(lines) == 6
-    for i, line in enumerate(lines):
-        assert line.startswith(f"fixtures/torch/deep_whole_bn_train_frozen.pt:backbone.blocks.{i}.bn: PI201")
+    assert len(lines) == 2  # one line per finding; a repeated mistake is one finding
+    assert lines[0].startswith(
+        "fixtures/torch/deep_whole_bn_train_frozen.pt:backbone.blocks.0.bn (+5 more): PI201")
+    assert lines[1].startswith("fixtures/torch/cnn_whole_bn_train_frozen.pt:backbone.bn: PI201")
 
 
 def test_text_off_a_terminal_has_no_box_drawing_and_no_wrapped_paths(monkeypatch: pytest.MonkeyPatch) -> None:

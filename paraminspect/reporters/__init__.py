@@ -48,6 +48,8 @@ class Options:
     fail_on: Severity | None = Severity.ERROR
     #: the rules that ran, for reports that list rules (SARIF descriptors, JUnit test cases)
     rules: tuple[RuleInfo, ...] = ()
+    #: show each finding's evidence (how the file shows it) in human-facing reports
+    show_evidence: bool = False
 
 
 class Renderer(Protocol):

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
 from . import Options, repo_path
+from .style import printable
 
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 
@@ -28,15 +29,19 @@ def command(level: str, message: str, **properties: str) -> str:
     return f"::{level} {props}::{escape_data(message)}" if props else f"::{level}::{escape_data(message)}"
 
 
+def _where(finding: Finding) -> str:
+    """Every location of the finding, by name."""
+    return ", ".join(loc or "(model)" for loc in finding.all_locations)
+
+
 def _annotation(path: str, findings: list[Finding]) -> str:
     first = findings[0]
     severity = max((f.severity for f in findings), key=lambda s: s.rank)
     if len(findings) == 1:
-        where = first.location or "(model)"
-        body = f"{where}: {first.message}"
+        body = f"{_where(first)}: {first.message}"
     else:
         lines = [f"{len(findings)} findings:"]
-        lines += [f"- {f.location or '(model)'}: {f.message}" for f in findings]
+        lines += [f"- {_where(f)}: {f.message}" for f in findings]
         body = "\n".join(lines)
     if first.fix:
         body += f"\nfix: {first.fix}"
@@ -46,7 +51,7 @@ def _annotation(path: str, findings: list[Finding]) -> str:
 
 
 def render_file(file: FileReport) -> list[str]:
-    path = repo_path(file.path)
+    path = printable(repo_path(file.path))
     if file.skipped:
         return [command("notice", f"skipped: {file.skipped}", file=path, title="paraminspect")]
     lines = []

@@ -1,46 +1,15 @@
-"""Collapse repeated findings (53 BatchNorm layers under ``backbone``) for human-facing output."""
+"""Showing many locations briefly: ``backbone.blocks.0–5.bn ×6`` instead of six lines."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 
-from ..findings import Finding
-
-#: more findings than this of one code in one file are shown as a group
+#: a finding with more locations than this folds its list in markdown ``<details>``
 GROUP_THRESHOLD = 3
-#: how many members of a group are shown by name
+#: how many (folded) locations human-facing reports name before ``+N more``
 GROUP_SHOWN = 3
 
-
-@dataclass(frozen=True)
-class Group:
-    code: str
-    findings: tuple[Finding, ...]
-
-    @property
-    def common_location(self) -> str:
-        return common_prefix([f.location for f in self.findings])
-
-    @property
-    def hidden(self) -> int:
-        return max(0, len(self.findings) - GROUP_SHOWN)
-
-
-def group_findings(findings: list[Finding]) -> list[Finding | Group]:
-    """Findings in order, with runs of one code beyond the threshold folded into a Group."""
-    by_code: dict[str, list[Finding]] = {}
-    for finding in findings:
-        by_code.setdefault(finding.code, []).append(finding)
-    out: list[Finding | Group] = []
-    emitted: set[str] = set()
-    for finding in findings:
-        same = by_code[finding.code]
-        if len(same) <= GROUP_THRESHOLD:
-            out.append(finding)
-        elif finding.code not in emitted:
-            emitted.add(finding.code)
-            out.append(Group(finding.code, tuple(same)))
-    return out
+_NUMBER = re.compile(r"^\d+$")
 
 
 def common_prefix(paths: list[str]) -> str:
@@ -53,3 +22,48 @@ def common_prefix(paths: list[str]) -> str:
             break
         common.append(parts[0])
     return ".".join(common)
+
+
+def fold_paths(paths: list[str]) -> list[tuple[str, int]]:
+    """Dotted paths that differ only in one numeric part, counting up by one, fold into one
+    entry: ``[("blocks.0–5.bn", 6)]``. Order is kept; unfoldable paths stay as they are."""
+    out: list[tuple[str, int]] = []
+    index = 0
+    while index < len(paths):
+        parts = paths[index].split(".")
+        best = 1
+        best_slot = -1
+        for slot, part in enumerate(parts):
+            if not _NUMBER.match(part):
+                continue
+            run = 1
+            while index + run < len(paths):
+                other = paths[index + run].split(".")
+                if (
+                    len(other) != len(parts)
+                    or other[:slot] != parts[:slot]
+                    or other[slot + 1:] != parts[slot + 1:]
+                    or other[slot] != str(int(part) + run)
+                ):
+                    break
+                run += 1
+            if run > best:
+                best, best_slot = run, slot
+        if best > 1:
+            first = int(parts[best_slot])
+            folded = [*parts[:best_slot], f"{first}–{first + best - 1}", *parts[best_slot + 1:]]
+            out.append((".".join(folded), best))
+        else:
+            out.append((paths[index] or "(model)", 1))
+        index += best
+    return out
+
+
+def brief_locations(paths: list[str], shown: int = GROUP_SHOWN) -> str:
+    """``blocks.0–5.bn ×6, head.fc, +2 more``: the first few (folded) locations."""
+    folded = fold_paths(paths)
+    parts = [f"{text} ×{count}" if count > 1 else text for text, count in folded[:shown]]
+    rest = sum(count for _, count in folded[shown:])
+    if rest:
+        parts.append(f"+{rest} more")
+    return ", ".join(parts)

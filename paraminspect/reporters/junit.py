@@ -15,6 +15,7 @@ from typing import TextIO
 
 from ..findings import FileReport, Finding, Report
 from . import Options, repo_path
+from .style import printable
 
 #: characters XML 1.0 cannot carry at all
 _INVALID_XML = re.compile(r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -22,16 +23,14 @@ READ_CASE = "read file"
 
 
 def _clean(text: str) -> str:
-    return _INVALID_XML.sub("\ufffd", text)
+    return _INVALID_XML.sub("\ufffd", printable(text))
 
 
 def _lines(findings: list[Finding]) -> str:
     out = []
     for finding in findings:
-        out.append(
-            f"{finding.location or '(model)'}: {finding.code} [{finding.severity.value}] "
-            f"{finding.message}"
-        )
+        where = ", ".join(loc or "(model)" for loc in finding.all_locations)
+        out.append(f"{where}: {finding.code} [{finding.severity.value}] {finding.message}")
         if finding.fix:
             out.append(f"    fix: {finding.fix}")
     return _clean("\n".join(out))

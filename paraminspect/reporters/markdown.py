@@ -8,7 +8,8 @@ from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
 from . import Options, repo_path
-from .grouping import GROUP_THRESHOLD, common_prefix
+from .grouping import GROUP_THRESHOLD, brief_locations
+from .style import printable
 
 #: characters that start markdown or HTML constructs mid-line (``(`` only matters after ``]``)
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
@@ -61,18 +62,32 @@ def _table(report: Report) -> list[str]:
             fmt = escape(f"{file.format} ({file.content})" if file.content else str(file.format))
             s = file.summary
             numbers = [_count(s.params), _count(s.trainable_params), _count(s.frozen_params)]
-        row = [code(repo_path(file.path), in_table=True), fmt, *numbers]
+        row = [code(printable(repo_path(file.path)), in_table=True), fmt, *numbers]
         row += [str(counts[s] or "") for s in Severity]
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
-def _finding_item(finding: Finding) -> str:
-    return f"- {code(finding.location or '(model)')}: {escape(finding.message)}"
+def _finding_item(finding: Finding) -> list[str]:
+    locations = [loc or "(model)" for loc in finding.all_locations]
+    if len(locations) <= GROUP_THRESHOLD:
+        where = ", ".join(code(loc) for loc in locations)
+        return [f"- {where}: {escape(finding.message)}"]
+    first = code(locations[0])
+    return [
+        f"- {first} and {len(locations) - 1} more: {escape(finding.message)}",
+        "  <details>",
+        f"  <summary>all {len(locations)} locations "
+        f"({escape(brief_locations(locations))})</summary>",
+        "",
+        *[f"  {code(loc)}<br>" for loc in locations],
+        "",
+        "  </details>",
+    ]
 
 
 def _file_section(file: FileReport) -> list[str]:
-    lines = [f"### {code(repo_path(file.path))}", ""]
+    lines = [f"### {code(printable(repo_path(file.path)))}", ""]
     if file.skipped:
         return [*lines, f"Skipped: {escape(file.skipped)}", ""]
     by_code: dict[str, list[Finding]] = {}
@@ -81,22 +96,12 @@ def _file_section(file: FileReport) -> list[str]:
     for rule_code, findings in by_code.items():
         first = findings[0]
         severity = max((f.severity for f in findings), key=lambda s: s.rank)
-        count = f"{len(findings)} finding{'s' if len(findings) != 1 else ''}"
+        places = sum(f.count for f in findings)
+        count = f"{places} location{'s' if places != 1 else ''}"
         lines.append(f"**{rule_code} {escape(first.name)}** ({severity.value}, {count})")
         lines.append("")
-        items = [_finding_item(f) for f in findings]
-        if len(findings) > GROUP_THRESHOLD:
-            where = common_prefix([f.location for f in findings]) or "the model"
-            lines += [
-                "<details>",
-                f"<summary>{len(findings)} findings under {code(where)}</summary>",
-                "",
-                *items,
-                "",
-                "</details>",
-            ]
-        else:
-            lines += items
+        for finding in findings:
+            lines += _finding_item(finding)
         if first.fix:
             lines += ["", f"Fix: {escape(first.fix)}"]
         lines.append("")

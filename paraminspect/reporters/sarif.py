@@ -14,6 +14,7 @@ from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
 from . import REPOSITORY_URL, Options, RuleInfo, repo_path
+from .style import printable
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "paraminspect/v1"
@@ -51,20 +52,32 @@ def _rules(report: Report, options: Options) -> list[RuleInfo]:
     return [rules[code] for code in sorted(rules)]
 
 
+def artifact_uri(path: str) -> str:
+    """A relative URI for ``path``: percent-encoded bytes, so a file name that is not UTF-8 (or
+    holds spaces) is still a valid URI."""
+    from urllib.parse import quote
+
+    return quote(path.encode("utf-8", "surrogateescape"), safe="/")
+
+
 def _result(file: FileReport, finding: Finding, index: int) -> dict[str, object]:
     uri = repo_path(file.path)
     location: dict[str, object] = {
         "physicalLocation": {
-            "artifactLocation": {"uri": uri, "uriBaseId": "%SRCROOT%"},
+            "artifactLocation": {"uri": artifact_uri(uri), "uriBaseId": "%SRCROOT%"},
             "region": {"startLine": 1},
         }
     }
-    if finding.location:
+    if any(finding.all_locations):
         location["logicalLocations"] = [
-            {"fullyQualifiedName": finding.location, "name": finding.location.rsplit(".", 1)[-1],
-             "kind": "module"}
+            {"fullyQualifiedName": loc, "name": loc.rsplit(".", 1)[-1], "kind": "module"}
+            for loc in finding.all_locations
+            if loc
         ]
-    text = f"{finding.location or '(model)'}: {finding.message}"
+    where = finding.location or "(model)"
+    if finding.count > 1:
+        where += f" and {finding.count - 1} more"
+    text = f"{where}: {finding.message}"
     result: dict[str, object] = {
         "ruleId": finding.code,
         "ruleIndex": index,
@@ -73,8 +86,13 @@ def _result(file: FileReport, finding: Finding, index: int) -> dict[str, object]
         "locations": [location],
         "partialFingerprints": {FINGERPRINT_KEY: finding.fingerprint(uri)},
     }
-    if finding.fix or finding.paths:
-        result["properties"] = {"fix": finding.fix, "paths": list(finding.paths)}
+    if finding.fix or finding.paths or finding.evidence or finding.count > 1:
+        result["properties"] = {
+            "fix": finding.fix,
+            "paths": list(finding.paths),
+            "evidence": finding.evidence,
+            "locations": list(finding.all_locations),
+        }
     return result
 
 
@@ -91,16 +109,17 @@ def sarif_log(report: Report, options: Options) -> dict[str, object]:
     notifications = [
         {
             "level": "error",
-            "message": {"text": f"{repo_path(file.path)}: cannot be read: {file.error}"},
+            "message": {"text": f"{printable(repo_path(file.path))}: cannot be read: {file.error}"},
             "locations": [
-                {"physicalLocation": {"artifactLocation": {"uri": repo_path(file.path),
+                {"physicalLocation": {"artifactLocation": {"uri": artifact_uri(repo_path(file.path)),
                                                           "uriBaseId": "%SRCROOT%"}}}
             ],
         }
         for file in report.files
         if file.error
     ] + [
-        {"level": "note", "message": {"text": f"{repo_path(file.path)}: skipped: {file.skipped}"}}
+        {"level": "note",
+         "message": {"text": f"{printable(repo_path(file.path))}: skipped: {file.skipped}"}}
         for file in report.files
         if file.skipped
     ]

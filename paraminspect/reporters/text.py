@@ -1,150 +1,191 @@
-"""The human report: findings per file (repeated ones grouped), then one summary table."""
+"""The human report: one block per finding (a repeated mistake is one finding with its
+locations folded), then one summary table.
+
+Off a terminal (CI logs, files, pipes) every finding is one long line, so ``grep`` finds it and
+the log viewer wraps. On a terminal, lines are wrapped between words at the terminal's width and
+a path too long for a line gets its own line, shortened from the left: nothing is cut mid-word.
+Plain Python only: the check path must start fast.
+"""
 
 from __future__ import annotations
 
-import os
+import re
+import textwrap
 from typing import TextIO
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from ..findings import FileReport, Finding, Report, Severity
 from . import Options
-from .grouping import GROUP_SHOWN, Group, group_findings
+from .grouping import brief_locations
+from .style import Paint, printable, shorten_left, terminal_width, use_color
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+INDENT = "    "
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def make_console(stream: TextIO, options: Options) -> Console:
-    dumb = os.environ.get("TERM") == "dumb"
-    no_color = not options.color or "NO_COLOR" in os.environ
-    return Console(
-        file=stream,
-        no_color=no_color,
-        highlight=False,
-        soft_wrap=True,  # never break a path in the middle: let the terminal wrap
-        # Off a terminal (CI logs, files) rich would assume 80 columns and fold table cells.
-        width=options.width or (None if stream.isatty() else 400),
-        emoji=False,
-        legacy_windows=False,
-        color_system=None if no_color or dumb else "auto",
-        safe_box=True,
-    )
+class _Out:
+    """Writes lines, wrapped between words when a width is known."""
+
+    def __init__(self, stream: TextIO, options: Options) -> None:
+        self.stream = stream
+        self.paint = Paint(use_color(stream, options.color))
+        self.width = terminal_width(stream, options.width)
+
+    def line(self, text: str = "", style: str = "") -> None:
+        self.stream.write(self.paint(text, style) + "\n")
+
+    def wrapped(self, text: str, indent: str = "", style: str = "", first: str = "") -> None:
+        """``first`` (already painted) + ``text``, wrapped at word boundaries with ``indent``."""
+        plain_first = _strip(first)
+        if self.width is None:
+            self.line(first + self.paint(indent + text if not first else text, style))
+            return
+        lines = textwrap.wrap(
+            plain_first + text, width=max(self.width, 20), initial_indent="" if first else indent,
+            subsequent_indent=indent, break_long_words=False, break_on_hyphens=False,
+        ) or [plain_first]
+        head = lines[0]
+        if first and head.startswith(plain_first):
+            self.line(first + self.paint(head[len(plain_first):], style))
+        else:
+            self.line(head, style)
+        for rest in lines[1:]:
+            self.line(rest, style)
+
+
+def _strip(painted: str) -> str:
+    return _ANSI.sub("", painted)
 
 
 def render(report: Report, stream: TextIO, options: Options) -> None:
-    console = make_console(stream, options)
+    out = _Out(stream, options)
     for file in report.files:
-        _render_file(console, file, options)
+        _render_file(out, file, options)
     if not options.quiet:
-        _render_summary(console, report)
+        _render_summary(out, report)
 
 
 def location_label(finding: Finding) -> str:
-    return finding.location or "(model)"
+    label = finding.location or "(model)"
+    if finding.count > 1:
+        label += f" (+{finding.count - 1} more)"
+    return label
 
 
-def _finding_line(path: str, finding: Finding) -> Text:
-    line = Text()
-    line.append(f"{path}:{location_label(finding)}: ", style="bold")
-    line.append(f"{finding.code} ", style=STYLES[finding.severity])
-    line.append(f"[{finding.severity.value}] ", style=STYLES[finding.severity])
-    line.append(f"{finding.name}: ", style="dim")
-    line.append(finding.message)
-    return line
+def _head(out: _Out, path: str, finding: Finding) -> tuple[str, str]:
+    """(``path:location: ``, ``PI201 [warning] name: ``), painted."""
+    p = out.paint
+    where = p(f"{path}:{location_label(finding)}:", "bold")
+    rule = (
+        p(f"{finding.code} [{finding.severity.value}]", STYLES[finding.severity])
+        + " " + p(f"{finding.name}:", "dim") + " "
+    )
+    return where, rule
 
 
-def plain_terminal(console: Console) -> bool:
-    """True off a terminal or on a dumb one: use ASCII rules, no box drawing."""
-    return not console.is_terminal or console.is_dumb_terminal or os.environ.get("TERM") == "dumb"
+def finding_line(path: str, finding: Finding) -> str:
+    """The one-line form (``--quiet``, pre-commit): ``path:location: CODE [sev] name: message``."""
+    return (
+        f"{path}:{location_label(finding)}: {finding.code} [{finding.severity.value}] "
+        f"{finding.name}: {finding.message}"
+    )
 
 
-def _render_file(console: Console, file: FileReport, options: Options) -> None:
+def _render_finding(out: _Out, path: str, finding: Finding, options: Options) -> None:
+    where, rule = _head(out, path, finding)
+    if out.width is None or len(_strip(where + " " + rule)) + 20 <= out.width:
+        out.wrapped(finding.message, indent=INDENT, first=where + " " + rule)
+    else:  # a long path gets its own line, shortened from the left if need be
+        out.line(shorten_left(_strip(where), out.width), "bold")
+        out.wrapped(finding.message, indent=INDENT, first=INDENT + rule)
+    if options.quiet:
+        return
+    if finding.count > 1:
+        out.wrapped(
+            f"at {brief_locations(list(finding.all_locations))}", indent=INDENT + "   ",
+            first=INDENT,
+        )
+    if finding.fix:
+        out.wrapped(f"fix: {finding.fix}", indent=INDENT + "     ", style="green", first=INDENT)
+    if options.show_evidence and finding.evidence:
+        out.wrapped(f"evidence: {finding.evidence}", indent=INDENT + "          ", style="dim",
+                    first=INDENT)
+
+
+def _render_file(out: _Out, file: FileReport, options: Options) -> None:
+    path = printable(file.path)
     if file.skipped:
         # Shown even with --quiet: a hook that sees a Git LFS pointer must say it checked nothing.
-        console.print(Text(f"{file.path}: skipped: {file.skipped}", style="dim"))
+        out.wrapped(f"{path}: skipped: {file.skipped}", style="dim")
         return
     if file.error and not file.findings:  # PI001 ignored: still name the file nobody checked
-        console.print(Text(f"{file.path}: unreadable: {file.error}", style="bold red"))
+        out.wrapped(f"{path}: unreadable: {file.error}", style="bold red")
         return
-    if options.quiet:  # one line per finding, every finding named (pre-commit, grep)
-        for finding in file.findings:
-            console.print(_finding_line(file.path, finding))
-        return
-    for item in group_findings(file.findings):
-        if isinstance(item, Group):
-            first = item.findings[0]
-            head = Text()
-            where = item.common_location or "the model"
-            head.append(f"{file.path}:{where}: ", style="bold")
-            head.append(f"{first.code} ", style=STYLES[first.severity])
-            head.append(f"[{first.severity.value}] ", style=STYLES[first.severity])
-            head.append(f"{first.name}: ", style="dim")
-            head.append(f"{len(item.findings)} findings under {where}")
-            console.print(head)
-            for finding in item.findings[:GROUP_SHOWN]:
-                member = Text(f"    {location_label(finding)}: ", style="bold")
-                console.print(member + Text(finding.message))
-            if item.hidden:
-                console.print(
-                    Text(
-                        f"    ... and {item.hidden} more (all listed with --format json)",
-                        style="dim",
-                    )
-                )
-            if first.fix:
-                console.print(Text(f"    fix: {first.fix}", style="green"))
+    for finding in file.findings:
+        if options.quiet and out.width is None:
+            out.line(finding_line(path, finding))
         else:
-            console.print(_finding_line(file.path, item))
-            if item.fix:
-                console.print(Text(f"    fix: {item.fix}", style="green"))
+            _render_finding(out, path, finding, options)
 
 
 def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
-def _render_summary(console: Console, report: Report) -> None:
-    if not report.files:
-        console.print("No model files found.")
-        return
-    table = Table(
-        box=box.ASCII2 if plain_terminal(console) else box.SIMPLE, show_edge=False, pad_edge=False
-    )
-    for column, justify in (
-        ("file", "left"),
-        ("format", "left"),
-        ("params", "right"),
-        ("trainable", "right"),
-        ("frozen", "right"),
-        ("errors", "right"),
-        ("warnings", "right"),
-        ("info", "right"),
-    ):
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+HEADERS = ("file", "format", "params", "trainable", "frozen", "errors", "warnings", "info")
+
+
+def _rows(report: Report) -> list[tuple[str, ...]]:
+    rows = []
     for file in report.files:
         counts = {s: sum(1 for f in file.findings if f.severity is s) for s in Severity}
         if file.error:
-            fmt = Text("unreadable", style="bold red")
+            fmt = "unreadable"
         elif file.skipped:
-            fmt = Text("skipped", style="dim")
+            fmt = "skipped"
         else:
-            fmt = Text(f"{file.format} ({file.content})" if file.content else str(file.format))
+            fmt = f"{file.format} ({file.content})" if file.content else str(file.format)
+        blank = bool(file.error or file.skipped)
         summary = file.summary
-        table.add_row(
-            file.path,
+        rows.append((
+            printable(file.path),
             fmt,
-            "" if file.error or file.skipped else _count(summary.params),
-            "" if file.error or file.skipped else _count(summary.trainable_params),
-            "" if file.error or file.skipped else _count(summary.frozen_params),
+            "" if blank else _count(summary.params),
+            "" if blank else _count(summary.trainable_params),
+            "" if blank else _count(summary.frozen_params),
             str(counts[Severity.ERROR] or ""),
             str(counts[Severity.WARNING] or ""),
             str(counts[Severity.INFO] or ""),
-        )
-    console.print()
-    console.print(table)
+        ))
+    return rows
+
+
+def _table(out: _Out, rows: list[tuple[str, ...]]) -> None:
+    """A plain table; when the file column makes it too wide, each file gets its own line."""
+    widths = [max(len(row[i]) for row in [HEADERS, *rows]) for i in range(len(HEADERS))]
+
+    def cells(row: tuple[str, ...], columns: range) -> str:
+        return "  ".join(
+            row[i].ljust(widths[i]) if i < 2 else row[i].rjust(widths[i]) for i in columns
+        ).rstrip()
+
+    full = range(len(HEADERS))
+    if out.width is None or sum(widths) + 2 * (len(widths) - 1) <= out.width:
+        out.line(cells(HEADERS, full), "bold")
+        out.line("  ".join("-" * w for w in widths), "dim")
+        for row in rows:
+            out.line(cells(row, full))
+        return
+    rest = range(1, len(HEADERS))
+    out.line("file", "bold")
+    out.line("  " + cells(HEADERS, rest), "bold")
+    out.line("  " + "  ".join("-" * widths[i] for i in rest), "dim")
+    for row in rows:
+        out.line(shorten_left(row[0], out.width))
+        out.line("  " + cells(row, rest))
+
+
+def headline(report: Report) -> str:
     totals = report.counts()
     unreadable = sum(1 for f in report.files if f.error)
     parts = [f"{len(report.files)} file{'s' if len(report.files) != 1 else ''} checked"]
@@ -154,16 +195,25 @@ def _render_summary(console: Console, report: Report) -> None:
     ]
     if unreadable:
         parts.append(f"{unreadable} unreadable")
+    return ", ".join(parts)
+
+
+def _render_summary(out: _Out, report: Report) -> None:
+    if not report.files:
+        out.line("No model files found.")
+        return
+    out.line()
+    _table(out, _rows(report))
+    totals = report.counts()
+    unreadable = sum(1 for f in report.files if f.error)
     style = (
         "bold red" if totals["error"] or unreadable else "yellow" if totals["warning"] else "green"
     )
-    console.print(Text(", ".join(parts), style=style))
+    out.wrapped(headline(report), style=style)
     if any(
         f.summary.trainability == "unknown" and not f.error and not f.skipped for f in report.files
     ):
-        console.print(
-            Text(
-                "? = trainability not stored in the file (a plain state dict without optimizer state)",
-                style="dim",
-            )
+        out.wrapped(
+            "? = trainability not stored in the file (a plain state dict without optimizer "
+            "state)", style="dim",
         )

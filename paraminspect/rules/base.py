@@ -13,13 +13,20 @@ from ..graph import ModelGraph
 
 @dataclass(frozen=True)
 class Issue:
-    """What a rule yields; the engine stamps code, name and severity on it."""
+    """What a rule yields; the engine stamps code, name and severity on it.
+
+    House style: ``location`` is where; ``message`` is one sentence of what is wrong and one of
+    why it matters, without the location (so one message can stand for many layers); ``fix`` one
+    sentence of how to fix it; ``evidence`` how the file shows it (stored / inferred, and from
+    what), shown with ``--show-evidence`` and in JSON.
+    """
 
     location: str
     message: str
     fix: str = ""
     paths: tuple[str, ...] = ()
     severity: Severity | None = None  #: overrides the rule's default severity
+    evidence: str = ""
 
 
 class Rule:
@@ -58,4 +65,5 @@ class Rule:
             message=issue.message,
             fix=issue.fix or cls.fix,
             paths=issue.paths,
+            evidence=issue.evidence,
         )

@@ -28,18 +28,22 @@ class BnTrainInFrozen(Rule):
             block, params = _frozen_block(graph, layer)
             if block is None:
                 continue
-            where = f"the frozen block {block}" if block != layer.path else "a frozen layer"
+            where = "a frozen block" if block != layer.path else "a frozen layer"
             if not block:
                 where = "a fully frozen model"
             cls = (layer.class_name or "BatchNorm").rsplit(".", 1)[-1]
             yield Issue(
                 location=layer.path,
                 message=(
-                    f"{cls} {layer.path} is in train mode inside {where}: every forward pass "
-                    f"still updates its running statistics although its weights are frozen "
-                    f"(mode: {layer.mode_fact.evidence or 'stored'}; frozen: {provenance(params)})"
+                    f"{cls} is in train mode inside {where}. Every forward pass still updates "
+                    "its running statistics although its weights are frozen, so the frozen "
+                    "features drift away from what the rest of the model learned."
                 ),
                 paths=(layer.path,),
+                evidence=(
+                    f"mode: {layer.mode_fact.evidence or 'stored'}; frozen: {provenance(params)}"
+                    + (f" (frozen block {block})" if block and block != layer.path else "")
+                ),
             )
 
 

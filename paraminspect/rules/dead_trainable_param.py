@@ -35,10 +35,11 @@ class DeadTrainableParam(Rule):
             yield Issue(
                 location=path,
                 message=(
-                    f"{path or 'the root module'} holds {plural(len(trainable), 'trainable parameter')} "
-                    f"({elements(numel(trainable))} elements) but nothing it computes reaches a "
-                    f"model output in the stored dataflow graph, so they never get a gradient "
-                    f"({provenance(trainable)})"
+                    f"The layer holds {plural(len(trainable), 'trainable parameter')} "
+                    f"({elements(numel(trainable))} elements), but nothing it computes reaches a "
+                    "model output in the stored dataflow graph. They never get a gradient, so "
+                    "training them only costs memory and time."
                 ),
                 paths=(path,),
+                evidence=provenance(trainable),
             )

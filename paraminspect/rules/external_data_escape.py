@@ -24,8 +24,9 @@ class ExternalDataEscape(Rule):
                 yield Issue(
                     location=ref.location,
                     message=(
-                        f"tensor {ref.location or '?'} reads its data from {ref.target!r}, outside "
-                        "the model's folder: a loader would open that file (not opened here)"
+                        f"The tensor reads its data from {ref.target!r}, outside the model's "
+                        "folder. A loader would open that file, which can leak or overwrite "
+                        "data elsewhere (not opened here)."
                     ),
                     paths=(ref.target,),
                 )

@@ -78,10 +78,11 @@ def _issue(
     return Issue(
         location=layer,
         message=(
-            f"{plural(len(names), 'frozen parameter')} of {layer or 'the model'} "
-            f"({listing(names)}) {'is' if len(names) == 1 else 'are'} still tracked by {label}: "
-            f"{detail} (optimizer alignment: {opt.alignment}{frozen_how})"
+            f"{plural(len(names), 'frozen parameter')} ({listing(names)}) "
+            f"{'is' if len(names) == 1 else 'are'} still tracked by {label}. "
+            f"{detail[0].upper()}{detail[1:]}."
         ),
         paths=tuple(n for n, _ in entries),
         severity=severity,
+        evidence=f"optimizer alignment: {opt.alignment}{frozen_how}",
     )

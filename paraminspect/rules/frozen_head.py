@@ -58,14 +58,14 @@ class FrozenHead(Rule):
         yield Issue(
             location=_common_prefix(tail),
             message=(
-                f"the last {plural(len(tail), 'layer')} with parameters {order} "
+                f"The last {plural(len(tail), 'layer')} with parameters {order} "
                 f"({listing(tail)}) {'is' if len(tail) == 1 else 'are'} frozen while "
                 f"{plural(len(trainable_layers), 'layer')} upstream train "
                 f"({elements(numel(upstream))} trainable elements, e.g. "
-                f"{listing(trainable_layers, 2)}): the output layer cannot adapt to the new task "
-                f"({provenance(frozen)})"
+                f"{listing(trainable_layers, 2)}). The output layer cannot adapt to the new task."
             ),
             paths=tuple(tail),
+            evidence=provenance(frozen),
         )
 
 
@@ -105,10 +105,10 @@ def _check_edges(graph: ModelGraph, leaves: list[str]) -> Iterator[Issue]:
             f"with nothing trainable after {'it' if len(tail) == 1 else 'them'}, while "
             f"{plural(len(trainable_layers), 'layer')} upstream train "
             f"({elements(numel(upstream))} trainable elements, e.g. "
-            f"{listing(trainable_layers, 2)}): the output layer cannot adapt to the new task "
-            f"({provenance(frozen)})"
+            f"{listing(trainable_layers, 2)}). The output layer cannot adapt to the new task."
         ),
         paths=tuple(tail),
+        evidence=provenance(frozen),
     )
 
 

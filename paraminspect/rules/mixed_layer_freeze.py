@@ -42,12 +42,14 @@ class MixedLayerFreeze(Rule):
             yield Issue(
                 location="",
                 message=(
-                    f"{plural(len(mixed), 'layer')} mix frozen and trainable parameters in one "
-                    f"model-wide pattern: exactly the parameters named {listing(trainable_names)} "
-                    f"train (BitFit-style) ({provenance(known)})"
+                    f"{plural(len(mixed), 'layer')} train only the parameters named "
+                    f"{listing(trainable_names)}, one model-wide pattern (BitFit-style). That is "
+                    "a fine-tuning method, not a slip, so it is reported once, as information."
                 ),
                 severity=Severity.INFO,
                 paths=tuple(mixed),
+                fix="Nothing to do if the partial freeze is intended.",
+                evidence=provenance(known),
             )
             return
         for path in mixed:
@@ -57,8 +59,10 @@ class MixedLayerFreeze(Rule):
             yield Issue(
                 location=path,
                 message=(
-                    f"{path} is partly frozen: {listing(frozen)} frozen, {listing(trainable)} "
-                    f"trainable ({provenance(params)})"
+                    f"The layer is partly frozen: {listing(frozen)} frozen, {listing(trainable)} "
+                    "trainable. A freeze meant for the whole layer that missed a tensor trains "
+                    "only part of it."
                 ),
                 paths=tuple(p.name for p in params if p.trainable is Trainable.FROZEN),
+                evidence=provenance(params),
             )

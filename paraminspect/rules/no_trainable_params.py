@@ -27,18 +27,22 @@ class NoTrainableParams(Rule):
             return
         if graph.optimizers:
             severity = Severity.ERROR
-            why = f"yet the file holds optimizer state ({graph.optimizers[0].name}), so training was intended"
+            why = (
+                f"the file holds optimizer state ({graph.optimizers[0].name}), so training was "
+                "intended, and a training step would update nothing"
+            )
         elif any(layer.mode is Mode.TRAIN for layer in graph.layers.values()):
             severity = Severity.WARNING
-            why = "and the model is in train mode: a training step would update nothing"
+            why = "the model is in train mode, and a training step would update nothing"
         else:
             severity = Severity.INFO
-            why = "which is fine for an inference artifact, not for fine-tuning"
+            why = "that is fine for an inference artifact, not for fine-tuning"
         yield Issue(
             location="",
             message=(
-                f"all {plural(len(params), 'parameter')} ({elements(numel(params))} elements) are "
-                f"frozen, {why} ({provenance(params)})"
+                f"All {plural(len(params), 'parameter')} ({elements(numel(params))} elements) are "
+                f"frozen. {why[0].upper()}{why[1:]}."
             ),
             severity=severity,
+            evidence=provenance(params),
         )

@@ -40,8 +40,9 @@ class TrainModeExport(Rule):
             yield Issue(
                 location=layer.path,
                 message=(
-                    f"exported {cls} {layer.path} is in training mode, so it {effect} "
-                    f"({layer.mode_fact.evidence or 'stored in the export'})"
+                    f"Exported {cls} is in training mode. At inference it {effect}, so outputs "
+                    "differ from the evaluated model."
                 ),
                 paths=(layer.path,),
+                evidence=layer.mode_fact.evidence or "stored in the export",
             )

@@ -37,10 +37,11 @@ class TrainableNotInOptimizer(Rule):
             yield Issue(
                 location=layer,
                 message=(
-                    f"{plural(len(params), 'trainable parameter')} of {layer or 'the model'} "
-                    f"({listing(local)}) {'is' if len(params) == 1 else 'are'} in no saved optimizer "
-                    f"({names}): they receive gradients but are never updated, typically because "
-                    f"they were unfrozen after the optimizer was built"
+                    f"{plural(len(params), 'trainable parameter')} ({listing(local)}) "
+                    f"{'is' if len(params) == 1 else 'are'} in no saved optimizer ({names}). "
+                    "They receive gradients but are never updated, typically because they were "
+                    "unfrozen after the optimizer was built."
                 ),
                 paths=tuple(p.name for p in params),
+                evidence="trainable: stored in the file; optimizer alignment: exact",
             )

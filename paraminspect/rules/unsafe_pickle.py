@@ -199,7 +199,7 @@ class UnsafePickle(Rule):
 
 
 def _judge(ref: CodeReference) -> tuple[Severity, str] | None:
-    where = f" in layer {ref.location}" if ref.location else ""
+    where = ""  # the location is the finding's own field
     if ref.how == "bytecode":
         return Severity.ERROR, (
             f"serialized Python bytecode{where} ({ref.target}): loading the model would run it"

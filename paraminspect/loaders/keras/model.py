@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import LoadError
+from ...errors import LoadError, NotAModel
 from ...graph import (
     CodeReference,
     Fact,
@@ -165,7 +165,7 @@ def _load_hdf5(path: Path, h5py: Any) -> ModelGraph:
         elif "layers" in handle or "vars" in handle:  # Keras 3 save_weights
             builder.attach_v3_weights(handle, weights_only=True)
         else:
-            raise LoadError("HDF5 file that is not a Keras model or weights file")
+            raise NotAModel("HDF5 file that is not a Keras model or weights file")
         builder.finish()
         return graph
 
