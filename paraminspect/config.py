@@ -137,7 +137,8 @@ def _read_toml(path: Path) -> tuple[dict[str, object], str]:
         # tomllib ends its message with "(at line N, column M)"
         message = str(exc)
         line = re.search(r"at line (\d+)", message)
-        where = f"{path}:{line.group(1)}" if line else str(path)
+        number = line.group(1) if line else str(max(len(text.splitlines()), 1))  # end of file
+        where = f"{path}:{number}"
         raise ConfigError(f"{where}: invalid TOML: {message}") from None
 
 

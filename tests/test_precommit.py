@@ -94,6 +94,9 @@ def _exercise(repo: Path, env: dict[str, str]) -> None:
     assert good.returncode == 0, good.stdout + good.stderr
     pointer = commit(repo, "big.safetensors", LFS_POINTER, env)
     assert pointer.returncode == 0, pointer.stdout + pointer.stderr
+    # a data file that merely shares a model's extension gets a notice, not a failure
+    data = commit(repo, "table.bin", "epoch,loss\n1,0.5\n", env)
+    assert data.returncode == 0, data.stdout + data.stderr
     assert "big.safetensors" in git(repo, "ls-files").stdout
 
 
