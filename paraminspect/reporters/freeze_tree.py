@@ -66,7 +66,12 @@ class FreezeTree:
                 state = "unknown"
             else:
                 state = "mixed"
-            mode = next(iter(modes)).value if len(modes) == 1 else "mixed"
+            # a layer with no mode of its own (a conv in Keras) does not make its block "mixed"
+            known = modes - {Mode.UNKNOWN}
+            mode = (
+                next(iter(known)).value if len(known) == 1
+                else "unknown" if not known else "mixed"
+            )
             self.summaries[layer.path] = NodeSummary(state, mode, count, below)
             own_shape = tuple(
                 (p.local_name, p.shape, p.trainable.value) for p in params

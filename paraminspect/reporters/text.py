@@ -177,6 +177,15 @@ def _table(out: _Out, rows: list[tuple[str, ...]]) -> None:
             out.line(cells(row, full))
         return
     rest = range(1, len(HEADERS))
+    if sum(widths[i] for i in rest) + 2 * len(rest) > out.width:  # too narrow even so: prose
+        for row in rows:
+            out.line(shorten_left(row[0], out.width), "bold")
+            facts = [row[1]]
+            if row[2]:
+                facts.append(f"{row[2]} params ({row[3]} trainable, {row[4]} frozen)")
+            facts += [f"{row[i]} {HEADERS[i]}" for i in (5, 6, 7) if row[i]]
+            out.wrapped(", ".join(facts), indent="  ", first="  ")
+        return
     out.line("file", "bold")
     out.line("  " + cells(HEADERS, rest), "bold")
     out.line("  " + "  ".join("-" * widths[i] for i in rest), "dim")
