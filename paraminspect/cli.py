@@ -158,6 +158,11 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
         "an error (default) or a notice that does not fail (the pre-commit hook).",
     )
     parser.add_argument(
+        "--freeze-map-link", default="", metavar="TEMPLATE",
+        help="Link each file's HTML freeze map from the markdown report (maps/{stem}.html; "
+        "write the maps with `paraminspect show MODEL --format html -o ...`).",
+    )
+    parser.add_argument(
         "--github-summary", action="store_true",
         help="Also append a markdown report to $GITHUB_STEP_SUMMARY (GitHub Actions).",
     )
@@ -287,13 +292,14 @@ def check(args: argparse.Namespace) -> int:
                 fail_on=settings.fail_on,
                 rules=rules,
                 show_evidence=args.show_evidence,
+                freeze_map_link=args.freeze_map_link,
             )
             get_reporter(name)(report, stream, options)
         finally:
             if stream is not sys.stdout:
                 stream.close()
     if args.github_summary:
-        _append_step_summary(report, settings)
+        _append_step_summary(report, settings, args.freeze_map_link)
     if hidden and not args.quiet:
         _say(f"{hidden} findings hidden by the baseline {args.baseline}")
 
@@ -301,7 +307,7 @@ def check(args: argparse.Namespace) -> int:
     return 0 if args.exit_zero and code == 1 else code
 
 
-def _append_step_summary(report: Report, settings: Settings) -> None:
+def _append_step_summary(report: Report, settings: Settings, map_link: str = "") -> None:
     from .reporters import Options, get_reporter
 
     target = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -309,7 +315,8 @@ def _append_step_summary(report: Report, settings: Settings) -> None:
         _say("--github-summary: $GITHUB_STEP_SUMMARY is not set")
         return
     with _open_output(Path(target), append=True) as stream:
-        get_reporter("markdown")(report, stream, Options(color=False, fail_on=settings.fail_on))
+        get_reporter("markdown")(report, stream, Options(color=False, fail_on=settings.fail_on,
+                                                        freeze_map_link=map_link))
 
 
 # -- show ----------------------------------------------------------------------------------------

@@ -306,3 +306,12 @@ def test_json_stays_the_contract() -> None:
     assert set(data) == {"paraminspect", "files", "counts"}
     (finding,) = data["files"][0]["findings"]
     assert {"code", "name", "severity", "location", "message", "fix"} <= set(finding)
+
+
+def test_markdown_links_each_file_to_its_html_freeze_map() -> None:
+    text = render("markdown", report_of(BN_TRAIN, TRUNCATED),
+                  freeze_map_link="maps/{stem}.html")
+    section = text.split("### `fixtures/torch/cnn_whole_bn_train_frozen.pt`", 1)[1].split("###")[0]
+    assert "[Freeze map](maps/cnn_whole_bn_train_frozen.html)" in section
+    assert "maps/truncated.html" not in text  # an unreadable file has no map
+    assert "Freeze map" not in render("markdown", report_of(BN_TRAIN))

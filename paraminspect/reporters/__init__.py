@@ -50,6 +50,9 @@ class Options:
     rules: tuple[RuleInfo, ...] = ()
     #: show each finding's evidence (how the file shows it) in human-facing reports
     show_evidence: bool = False
+    #: where each file's HTML freeze map is published (``maps/{stem}.html``): the markdown
+    #: report links to it; ``{path}``, ``{name}`` and ``{stem}`` are filled in per file
+    freeze_map_link: str = ""
 
 
 class Renderer(Protocol):

@@ -86,8 +86,18 @@ def _finding_item(finding: Finding) -> list[str]:
     ]
 
 
-def _file_section(file: FileReport) -> list[str]:
+def _map_link(file: FileReport, template: str) -> list[str]:
+    from pathlib import PurePosixPath
+
+    path = PurePosixPath(printable(repo_path(file.path)))
+    target = template.format(path=str(path), name=path.name, stem=path.stem)
+    return [f"[Freeze map]({target.replace(' ', '%20').replace(')', '%29')})", ""]
+
+
+def _file_section(file: FileReport, options: Options) -> list[str]:
     lines = [f"### {code(printable(repo_path(file.path)))}", ""]
+    if options.freeze_map_link and not (file.error or file.skipped):
+        lines += _map_link(file, options.freeze_map_link)
     if file.skipped:
         return [*lines, f"Skipped: {escape(file.skipped)}", ""]
     by_code: dict[str, list[Finding]] = {}
@@ -119,5 +129,5 @@ def render(report: Report, stream: TextIO, options: Options) -> None:
     with_findings = [f for f in report.files if f.findings or f.skipped or f.error]
     if with_findings:
         for file in with_findings:
-            lines += _file_section(file)
+            lines += _file_section(file, options)
     stream.write("\n".join(lines).rstrip("\n") + "\n")
