@@ -106,8 +106,8 @@ def _open_output(path: Path | None, append: bool = False) -> IO[str]:
 
 # -- check ---------------------------------------------------------------------------------------
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "paths", nargs="*", type=Path, metavar="PATH",
+    parser.add_argument(  # kept as strings: a loader may accept more than local paths
+        "paths", nargs="*", metavar="PATH",
         help="Model files or folders (default: the current folder).",
     )
     parser.add_argument(
@@ -195,7 +195,7 @@ def _interactive(stream: IO[str]) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _run(paths: list[Path], settings: Settings, progress: bool) -> Report:
+def _run(paths: list[str], settings: Settings, progress: bool) -> Report:
     """Check every file; a transient progress bar on stderr when asked (interactive runs)."""
     from .engine import check_file, iter_model_files
     from .findings import Report
@@ -255,7 +255,7 @@ def check(args: argparse.Namespace) -> int:
         except BaselineError as exc:
             raise UsageError(str(exc)) from None
     progress = not args.quiet and _interactive(sys.stderr) and "CI" not in os.environ
-    report = _run(args.paths or [Path(".")], settings, progress)
+    report = _run(args.paths or ["."], settings, progress)
 
     if args.write_baseline is not None:
         from .baseline import dumps

@@ -39,7 +39,12 @@ def make(layers: dict[str, tuple[int, bool | None]], edges: list[tuple[str, str]
 
 
 def codes(graph: ModelGraph) -> set[tuple[str, str]]:
-    return {(f.code, f.location) for f in check_graph(graph) if f.code in ("PI102", "PI104")}
+    return {
+        (f.code, location)
+        for f in check_graph(graph)
+        if f.code in ("PI102", "PI104")
+        for location in f.all_locations
+    }
 
 
 def test_unreached_trainable_layer_is_dead() -> None:

@@ -41,7 +41,7 @@ def _codes(model, optimizer=None) -> set[tuple[str, str]]:
     from paraminspect.live import graph_from_module
 
     report = check(graph_from_module(model, optimizer))
-    return {(f.code, f.location) for f in report.findings}
+    return {(f.code, location) for f in report.findings for location in f.all_locations}
 
 
 def test_clean_transfer_learning(model) -> None:

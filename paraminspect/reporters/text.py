@@ -10,7 +10,6 @@ Plain Python only: the check path must start fast.
 from __future__ import annotations
 
 import re
-import textwrap
 from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
@@ -40,6 +39,8 @@ class _Out:
         if self.width is None:
             self.line(first + self.paint(indent + text if not first else text, style))
             return
+        import textwrap  # only on a terminal: CI logs never wrap
+
         lines = textwrap.wrap(
             plain_first + text, width=max(self.width, 20), initial_indent="" if first else indent,
             subsequent_indent=indent, break_long_words=False, break_on_hyphens=False,
