@@ -62,7 +62,11 @@ def check_file(path: str | Path, settings: Settings | None = None) -> FileReport
         report.skipped = str(skip)
         return report
     except LoadError as exc:
-        return _unreadable(report, str(exc), settings)
+        _unreadable(report, str(exc), settings)
+        partial = getattr(exc, "partial", None)  # what a pickle walk saw before failing
+        if isinstance(partial, ModelGraph):
+            report.findings.extend(check_graph(partial, settings))
+        return report
     except Exception as exc:  # noqa: BLE001 - a loader bug is reported, never a traceback
         return _unreadable(report, f"internal error while reading ({type(exc).__name__}: {exc})",
                            settings)
