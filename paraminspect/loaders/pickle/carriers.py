@@ -27,7 +27,7 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 #: zip entry names walked as pickles whatever their first bytes
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt", ".dat", ".p")
 #: protocol 0/1 pickles start with one of these opcodes (MARK, GLOBAL, EMPTY_LIST/DICT/TUPLE, ...)
-PROTO0_STARTS = b"(c]})ilo"
+PROTO0_STARTS = b"(c]})"
 
 
 def looks_like_pickle(head: bytes) -> bool:
@@ -46,7 +46,7 @@ def looks_like_pickle(head: bytes) -> bool:
             if opcode.name == "STOP" or count >= 4:
                 return True
     except Exception:  # noqa: BLE001 - not a pickle, or the head ends inside an opcode
-        return count >= 3
+        return count >= 2
     return count >= 2
 
 
@@ -90,12 +90,12 @@ def walk_zip(
     log: GlobalLog,
     limits: Limits = DEFAULT_LIMITS,
     depth: int = 0,
-    skip: frozenset[str] = frozenset(),
+    skip: zipfile.ZipInfo | None = None,
 ) -> None:
     """Walk every pickle-bearing entry; the first failure is raised after all were walked."""
     failure: LoadError | None = None
     for info in archive.infolist():
-        if info.is_dir() or info.filename in skip:
+        if info.is_dir() or info is skip:
             continue
         name = info.filename.lower()
         named = name.endswith(PICKLE_SUFFIXES + (".npy", ".npz", ".zip"))

@@ -210,11 +210,18 @@ class Stub:
         self._pi_list.extend(values)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Stub:
-        # A stub's result being called (getattr(os, 'system')(...)): record it as a call too.
-        target = f"{type(self)._pi_target}()"
-        result_cls = type(target, (Stub,), {"_pi_target": target, "_pi_log": type(self)._pi_log})
-        result = result_cls(*args, **kwargs)
-        return result
+        # A stub's result being called (getattr(os, 'system')(...)): record it as a call too,
+        # judged like what produced it.
+        parent_target = type(self)._pi_target
+        target = f"{parent_target}()"
+        log = type(self)._pi_log
+        if log is not None:
+            parent = log.use(parent_target)
+            use = log.use(target, parent.resolved.removesuffix("()"))
+            if parent.flags and not use.flags:
+                use.flags.append(f"calls what {parent_target} returned")
+        result_cls = type("Result", (Stub,), {"_pi_target": target, "_pi_log": log})
+        return result_cls(*args, **kwargs)
 
     @classmethod
     def target(cls) -> str:

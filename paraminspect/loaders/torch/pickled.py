@@ -74,7 +74,12 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
     graph = ModelGraph(path=str(path), format="pytorch", framework="pytorch")
     try:
         with open_zip(path, DEFAULT_LIMITS.max_zip_entries) as archive:
-            info = archive.getinfo(f"{prefix}/data.pkl")
+            # torch reads the FIRST entry of a name; zipfile's getinfo would give the last one
+            info = next(
+                (i for i in archive.infolist() if i.filename == f"{prefix}/data.pkl"), None
+            )
+            if info is None:
+                raise KeyError(f"{prefix}/data.pkl")
             data = read_entry(
                 archive, info, DEFAULT_LIMITS.max_entry_bytes, DEFAULT_LIMITS.max_compression_ratio
             )
@@ -85,7 +90,7 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
             }
             # Pickles torch would not read here are still scanned: another loader might.
             try:
-                walk_zip(archive, log, DEFAULT_LIMITS, skip=frozenset({info.filename}))
+                walk_zip(archive, log, DEFAULT_LIMITS, skip=info)
             except LoadError as exc:
                 graph.notes.append(f"another entry of the archive could not be scanned: {exc}")
         obj, unpickler = unpickle(data, log)
@@ -110,7 +115,7 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
             return None
         return _decode_scalar(raw, ref.dtype)
 
-    return build_graph(path, "pytorch", obj, log, read_scalar)
+    return as_data_unless_model(build_graph(path, "pytorch", obj, log, read_scalar), obj)
 
 
 def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -146,7 +151,7 @@ def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
             f.seek(start + ref.offset * size)
             return _decode_scalar(f.read(size), ref.dtype)
 
-    return build_graph(path, "pytorch-legacy", obj, log, read_scalar)
+    return as_data_unless_model(build_graph(path, "pytorch-legacy", obj, log, read_scalar), obj)
 
 
 def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -157,12 +162,18 @@ def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
             obj, _ = unpickle(handle, log)
     except LoadError as exc:
         raise with_partial(exc, ModelGraph(path=str(path), format="pickle"), log) from None
-    graph = build_graph(path, "pickle", obj, log, lambda ref: None)
-    if graph.content == "none" and not graph.optimizers:
-        # a pickle that holds no model is still scanned; it is data, not an unreadable model
+    return as_data_unless_model(build_graph(path, "pickle", obj, log, lambda ref: None), obj)
+
+
+def as_data_unless_model(graph: ModelGraph, obj: Any) -> ModelGraph:
+    """A pickle holding no model (RNG state, training arguments, a config dict) is data: it was
+    scanned for unsafe code and has nothing else to check. A pickled module we could not read
+    stays "no model found"."""
+    module_like = isinstance(obj, Stub) and "Module" in obj.target().rsplit(".", 1)[-1]
+    if graph.content == "none" and not graph.optimizers and not module_like:
         graph.content = "data"
         graph.notes = [
-            n.replace("no model found: the file holds", "not a model: the pickle holds")
+            n.replace("no model found: the file holds", "not a model: the file holds")
             for n in graph.notes
         ]
     return graph
