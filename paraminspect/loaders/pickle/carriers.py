@@ -45,8 +45,9 @@ def looks_like_pickle(head: bytes) -> bool:
             count += 1
             if opcode.name == "STOP" or count >= 4:
                 return True
-    except Exception:  # noqa: BLE001 - not a pickle, or the head ends inside an opcode
-        return count >= 2
+    except Exception as exc:  # noqa: BLE001 - not a pickle, or the head ends inside an opcode
+        # an unknown opcode means text or garbage; anything else is the head ending mid-argument
+        return "unknown" not in str(exc) and count >= 1
     return count >= 2
 
 
