@@ -90,7 +90,8 @@ def _output(path: Path | None, append: bool = False) -> Iterator[IO[str]]:
 
 
 def _settings(
-    config: Path | None, select: list[str], ignore: list[str], fail_on: FailOn | None
+    config: Path | None, select: list[str], ignore: list[str], fail_on: FailOn | None,
+    timeout: float | None = None,
 ) -> Settings:
     """Config file first, flags on top."""
     try:
@@ -102,6 +103,10 @@ def _settings(
     )
     if fail_on is not None:
         settings = replace(settings, fail_on=parse_fail_on(fail_on.value))
+    if timeout is not None:
+        if timeout < 0:
+            raise _die("--timeout must be a number of seconds (0: no limit)")
+        settings = replace(settings, timeout=timeout)
     return settings
 
 
@@ -224,9 +229,17 @@ def check(
         Path | None,
         typer.Option("--config", help="pyproject.toml to read [tool.paraminspect] from."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            help="Seconds one file may take; then it is reported timed out (PI001) and the "
+            "others go on; 0: no limit [default: 60].",
+        ),
+    ] = None,
 ) -> None:
     """Check model files for freezing mistakes."""
-    settings = _settings(config, select, ignore, fail_on)
+    settings = _settings(config, select, ignore, fail_on, timeout)
     targets = _outputs(output_format.value, output)
     accepted = None
     if baseline is not None:

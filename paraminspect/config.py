@@ -62,6 +62,8 @@ class Settings:
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     policies: tuple[Policy, ...] = ()
     root: Path = field(default_factory=Path.cwd)
+    #: seconds one file may take before it is reported "timed out" (None or 0: no limit)
+    timeout: float | None = 60.0
 
     def rule_enabled(self, code: str, name: str, path: str | None = None) -> bool:
         if self.select and not _matches_any(code, name, self.select):
@@ -144,7 +146,7 @@ def load_settings(config_file: Path | None = None, start: Path | None = None) ->
     return settings_from_table(table, root=path.parent, source=str(path))
 
 
-KNOWN_KEYS = {"select", "ignore", "fail-on", "per-file-ignores", "policy"}
+KNOWN_KEYS = {"select", "ignore", "fail-on", "per-file-ignores", "policy", "timeout"}
 
 
 def settings_from_table(
@@ -176,6 +178,9 @@ def settings_from_table(
     fail_on = table.get("fail-on", "error")
     if not isinstance(fail_on, str):
         raise ConfigError(f"{source}: fail-on must be a string")
+    timeout = table.get("timeout", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ConfigError(f"{source}: timeout must be a number of seconds (0: no limit)")
     return Settings(
         select=codes("select"),
         ignore=codes("ignore"),
@@ -183,6 +188,7 @@ def settings_from_table(
         per_file_ignores=tuple(pfi),
         policies=parse_policies(table.get("policy", []), source),
         root=root,
+        timeout=float(timeout),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .config import Settings
+from .deadline import TimedOut, deadline
 from .errors import LoadError, Skip
 from .findings import FileReport, Finding, Report, Summary
 from .graph import ModelGraph, Source, Trainable
@@ -55,6 +56,18 @@ def check_graph(graph: ModelGraph, settings: Settings | None = None) -> list[Fin
 def check_file(path: str | Path, settings: Settings | None = None) -> FileReport:
     """Check one file. Never raises for bad input: errors land in the report."""
     settings = settings or Settings()
+    try:
+        with deadline(settings.timeout):
+            return _check_file(path, settings)
+    except TimedOut:
+        return _unreadable(
+            FileReport(path=str(path)),
+            f"timed out after {settings.timeout:g} s (--timeout): not checked",
+            settings,
+        )
+
+
+def _check_file(path: str | Path, settings: Settings) -> FileReport:
     report = FileReport(path=str(path))
     try:
         graph = load(path)
