@@ -67,7 +67,7 @@ def sniff(path: Path) -> Sniffed:
 
 
 #: entries a zip may list before sniffing refuses it (the pickle Limits hold the same default)
-MAX_ZIP_ENTRIES = 200_000
+MAX_ZIP_ENTRIES = 100_000
 
 
 def skip_special_file(path: Path) -> None:

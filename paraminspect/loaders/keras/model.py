@@ -245,6 +245,7 @@ class _Builder:
     # ---- config ----
     def add_root(self, config: dict[str, Any], where: str) -> None:
         self.where = where
+        _check_layer_count(config, DEFAULT_LIMITS.max_layers)
         self.root = self._add(config, "", [])
 
     def _add(self, entry: dict[str, Any], path: str, enclosing: list[tuple[str, bool | None]]) -> _Spec:
@@ -686,6 +687,21 @@ class _Builder:
                 out.append(path)
                 seen.add(path)
         return out + [p for p in self.graph.layers if p not in seen]
+
+
+def _check_layer_count(config: Any, limit: int) -> None:
+    """Count layer entries (dicts with a class_name) before building anything: linear."""
+    count = 0
+    todo = [config]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            count += "class_name" in item
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        if count > limit:
+            raise LoadError(f"model config with more than {limit:,} layers: refused")
 
 
 def _endpoints(value: Any) -> list[tuple[str, int]]:

@@ -26,13 +26,13 @@ class Limits:
     #: bytes of one pickle stream that are walked (torch keeps tensors outside the pickle)
     max_pickle_bytes: int = 1 << 30
     #: zip archives: entries listed, bytes read from one entry, and its compression ratio
-    max_zip_entries: int = 200_000
+    max_zip_entries: int = 100_000
     max_entry_bytes: int = 256 << 20
     max_compression_ratio: int = 200
     #: JSON documents read whole (Keras config.json, metadata.json)
     max_json_bytes: int = 64 << 20
     #: layers in one Keras model, HDF5 attribute bytes read, HDF5 objects visited
-    max_layers: int = 100_000
+    max_layers: int = 50_000
     max_hdf5_attribute_bytes: int = 16 << 20
     max_hdf5_objects: int = 200_000
 
