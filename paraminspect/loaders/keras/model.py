@@ -72,9 +72,17 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
         import h5py
     except ImportError:  # pragma: no cover - h5py is a core dependency
         raise LoadError("reading Keras files needs h5py (pip install h5py)") from None
-    if sniffed.format == "keras":
-        return _load_zip(path, h5py)
-    return _load_hdf5(path, h5py)
+    try:
+        if sniffed.format == "keras":
+            return _load_zip(path, h5py)
+        return _load_hdf5(path, h5py)
+    except (
+        OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, SystemError,
+        AttributeError,
+    ) as exc:
+        # libhdf5 reports damaged structures lazily, as whatever error the access raised
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise LoadError(f"corrupt HDF5 data ({type(exc).__name__}: {detail})") from None
 
 
 # -- .keras zip ----------------------------------------------------------------------------------
