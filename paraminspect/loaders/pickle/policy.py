@@ -124,6 +124,8 @@ SAFE_EXACT = frozenset(
         "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
         "numpy._core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
         "numpy._core.multiarray.scalar", "numpy.random.__RandomState_ctor",
+        # how joblib stores arrays inside its pickles (the arrays follow as raw bytes)
+        "joblib.numpy_pickle.NumpyArrayWrapper", "joblib.numpy_pickle.NDArrayWrapper",
     }
 )
 #: Framework namespaces whose names are ordinary (minus what ERROR_NAMES picks out).
@@ -184,6 +186,8 @@ def _in_module(target: str, modules: Iterable[str]) -> bool:
 def is_error(target: str) -> str:
     """Why ``target`` is dangerous by itself ('' when it is not)."""
     base = target.removesuffix("()")
+    if base in SAFE_EXACT:
+        return ""
     module, _, name = base.rpartition(".")
     if module == "builtins":
         return "runs code or opens files" if name in ERROR_BUILTINS else ""
