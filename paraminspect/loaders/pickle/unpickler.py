@@ -390,7 +390,10 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         limits: Limits = DEFAULT_LIMITS,
         depth: int = 0,
     ) -> None:
-        self._reader = _BoundedReader(file, limits.max_pickle_bytes)
+        # In-memory bytes need no guard (BytesIO never reads past its end); files do.
+        self._reader = file if isinstance(file, io.BytesIO) else _BoundedReader(
+            file, limits.max_pickle_bytes
+        )
         super().__init__(self._reader, encoding="latin1")
         self.log = log
         self.limits = limits
@@ -524,6 +527,12 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         raise pickle.UnpicklingError("unsupported persistent id")
 
     # -- bounds ----------------------------------------------------------------------------------
+    def _left(self) -> int:
+        reader = self._reader
+        if isinstance(reader, io.BytesIO):
+            return len(reader.getbuffer()) - reader.tell()
+        return int(reader.left)
+
     def _count(self, n: int) -> None:
         self._items += n
         if self._items > self.limits.max_items:
@@ -567,18 +576,25 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         self._memo_put(int(line))
 
     def load_binput(self) -> None:
-        self._memo_put(self.read(1)[0])
+        memo = self.memo
+        if len(memo) >= self.limits.max_memo:
+            self._memo_put(self.read(1)[0])
+        else:
+            memo[self.read(1)[0]] = self.stack[-1]
 
     def load_long_binput(self) -> None:
         (index,) = struct.unpack("<I", self.read(4))
-        self._memo_put(index)
+        if index < self.limits.max_memo_index and len(self.memo) < self.limits.max_memo:
+            self.memo[index] = self.stack[-1]
+        else:
+            self._memo_put(index)
 
     def load_memoize(self) -> None:
         self._memo_put(len(self.memo))
 
     def load_bytearray8(self) -> None:
         (size,) = struct.unpack("<Q", self.read(8))
-        if size > self._reader.left:
+        if size > self._left():
             raise pickle.UnpicklingError("BYTEARRAY8 longer than the pickle: truncated")
         self.append(bytearray(self.read(size)))
 
@@ -722,6 +738,6 @@ def load_one(unpickler: RestrictedUnpickler) -> Any:
         raise LoadError("pickle asks for more memory than is sane") from None
     except Exception as exc:  # noqa: BLE001 - any malformed pickle is a one-line load error
         detail = str(exc).splitlines()[0][:160] if str(exc) else ""
-        if "truncated" in detail or "exhausted" in detail or unpickler._reader.left <= 0:
+        if "truncated" in detail or "exhausted" in detail or unpickler._left() <= 0:
             raise LoadError("truncated pickle: the file ends early") from None
         raise LoadError(f"corrupt pickle ({type(exc).__name__}: {detail})") from None
