@@ -90,6 +90,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         fail_on = getattr(args, "fail_on", None)
         if fail_on is not None:
             settings = replace(settings, fail_on=parse_fail_on(fail_on))
+        timeout = getattr(args, "timeout", None)
+        if timeout is not None:
+            if timeout < 0:
+                raise ConfigError("--timeout must be a number of seconds (0: no limit)")
+            settings = replace(settings, timeout=timeout)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return settings
@@ -118,6 +123,11 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", action="append", default=[], metavar="[FORMAT=]FILE",
         help="Write the report to FILE instead of stdout; FORMAT=FILE (sarif=out.sarif) writes "
         "one more report in FORMAT. Repeatable.",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS",
+        help="Seconds one file may take; then it is reported timed out (PI001) and the others "
+        "go on; 0: no limit (default: 60).",
     )
     parser.add_argument(
         "--select", action="append", default=[], metavar="CODES",

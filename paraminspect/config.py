@@ -71,6 +71,8 @@ class Settings:
     root: Path = field(default_factory=Path.cwd)
     #: a named file that is no model at all: "error" (PI001) or "notice" (skipped, pre-commit)
     non_models: str = "error"
+    #: seconds one file may take before it is reported "timed out" (None or 0: no limit)
+    timeout: float | None = 60.0
 
     def rule_enabled(self, code: str, name: str, path: str | None = None) -> bool:
         if self.select and not _matches_any(code, name, self.select):
@@ -180,7 +182,7 @@ def load_settings(config_file: Path | None = None, start: Path | None = None) ->
     return settings_from_table(table, root=path.parent, source=str(path), text=text)
 
 
-KNOWN_KEYS = ("select", "ignore", "fail-on", "per-file-ignores", "policy")
+KNOWN_KEYS = ("select", "ignore", "fail-on", "per-file-ignores", "policy", "timeout")
 
 
 def _line_of(text: str, *needles: str) -> int | None:
@@ -273,6 +275,9 @@ def settings_from_table(
             f"{place('fail-on')}: fail-on must be one of {', '.join(FAIL_ON_CHOICES)}, "
             f"not {fail_on!r}"
         )
+    timeout = table.get("timeout", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ConfigError(f"{place('timeout')}: timeout must be a number of seconds (0: no limit)")
     return Settings(
         select=codes("select"),
         ignore=codes("ignore"),
@@ -280,6 +285,7 @@ def settings_from_table(
         per_file_ignores=tuple(pfi),
         policies=parse_policies(table.get("policy", []), source),
         root=root,
+        timeout=float(timeout),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .config import Settings
+from .deadline import TimedOut, deadline
 from .errors import LoadError, NotAModel, Skip
 from .findings import FileReport, Finding, Report, Summary, group_findings
 from .graph import ModelGraph, Source, Trainable
@@ -55,6 +56,18 @@ def check_graph(graph: ModelGraph, settings: Settings | None = None) -> list[Fin
 def check_file(path: str | Path, settings: Settings | None = None) -> FileReport:
     """Check one file. Never raises for bad input: errors land in the report."""
     settings = settings or Settings()
+    try:
+        with deadline(settings.timeout):
+            return _check_file(path, settings)
+    except TimedOut:
+        return _unreadable(
+            FileReport(path=str(path)),
+            f"timed out after {settings.timeout:g} s (--timeout): not checked",
+            settings,
+        )
+
+
+def _check_file(path: str | Path, settings: Settings) -> FileReport:
     report = FileReport(path=str(path))
     if Path(path).is_dir():
         try:
@@ -72,7 +85,11 @@ def check_file(path: str | Path, settings: Settings | None = None) -> FileReport
             return report
         return _unreadable(report, str(exc), settings)
     except LoadError as exc:
-        return _unreadable(report, str(exc), settings)
+        _unreadable(report, str(exc), settings)
+        partial = getattr(exc, "partial", None)  # what a pickle walk saw before failing
+        if isinstance(partial, ModelGraph):
+            report.findings.extend(check_graph(partial, settings))
+        return report
     except Exception as exc:  # noqa: BLE001 - a loader bug is reported, never a traceback
         return _unreadable(report, f"internal error while reading ({type(exc).__name__}: {exc})",
                            settings)

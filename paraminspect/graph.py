@@ -188,6 +188,9 @@ class CodeReference:
     how: str
     location: str = ""
     count: int = 1
+    #: the pickle policy's tier for this target (error, warning, info; "" = ordinary)
+    danger: str = ""
+    reason: str = ""  #: why, as the policy explains it
 
 
 @dataclass

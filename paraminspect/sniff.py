@@ -6,12 +6,15 @@ loader gets the file; it does not parse the model.
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LoadError, NotAModel
+from .errors import LoadError, NotAModel, Skip
+from .zipguard import check_zip
 
 PICKLE_PROTO = b"\x80"
 #: torch's legacy (non-zip) files start with a pickled magic number: PROTO n, LONG1 10 bytes, magic.
@@ -30,6 +33,7 @@ class Sniffed:
 
 def sniff(path: Path) -> Sniffed:
     """Detect the format of ``path``. Raises :class:`LoadError` for anything unrecognized."""
+    skip_special_file(path)
     try:
         with open(path, "rb") as handle:
             head = handle.read(64)
@@ -57,33 +61,72 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("pickle")
     if _looks_like_onnx(head):
         return Sniffed("onnx")
+    if _carries_pickles(head):
+        return Sniffed("pickle-carrier")
     raise NotAModel("not a model file: the bytes match no supported format")
+
+
+#: entries a zip may list before sniffing refuses it (the pickle Limits hold the same default)
+MAX_ZIP_ENTRIES = 100_000
+
+
+def skip_special_file(path: Path) -> None:
+    """FIFOs, devices and sockets are never opened: opening a FIFO blocks forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # open() reports it
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = (
+            "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
+        )
+        raise Skip(f"{kind}, not a regular file: skipped without opening it")
+
+
+def _carries_pickles(head: bytes) -> bool:
+    """numpy arrays, protocol 0/1 pickles and archives that cannot be read: security scan only."""
+    if head.startswith((b"\x93NUMPY", b"7z\xbc\xaf\x27\x1c", b"Rar!\x1a\x07")):
+        return True
+    from .loaders.pickle.carriers import looks_like_pickle
+
+    return looks_like_pickle(head)
 
 
 def _sniff_zip(path: Path) -> Sniffed:
     try:
+        with open(path, "rb") as handle:
+            check_zip(handle, MAX_ZIP_ENTRIES)
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise LoadError(f"corrupt or truncated zip archive ({exc})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        raise LoadError(f"corrupt or truncated zip archive ({str(exc)[:120]})") from None
     name_set = set(names)
     if {"config.json", "metadata.json"} <= name_set or "model.weights.h5" in name_set:
         return Sniffed("keras")
-    # torch archives keep everything under one top-level folder of any name.
-    prefixes = {n.split("/", 1)[0] for n in names if "/" in n}
-    for prefix in sorted(prefixes):
-        if f"{prefix}/archive_format" in name_set or any(
-            n.startswith(f"{prefix}/models/") and n.endswith(".json") for n in names
-        ):
-            return Sniffed("torch-export", {"prefix": prefix})
-    for prefix in sorted(prefixes):
-        if f"{prefix}/data.pkl" in name_set:
-            if f"{prefix}/constants.pkl" in name_set or any(
-                n.startswith(f"{prefix}/code/") for n in names
-            ):
-                return Sniffed("torchscript", {"prefix": prefix})
-            return Sniffed("pytorch", {"prefix": prefix})
-    raise NotAModel("zip archive that is not a PyTorch, TorchScript, torch.export or Keras file")
+    # torch archives keep everything under one top-level folder of any name (one pass: linear).
+    prefixes: set[str] = set()
+    export_prefixes: set[str] = set()
+    code_prefixes: set[str] = set()
+    for n in names:
+        prefix, slash, rest = n.partition("/")
+        if not slash:
+            continue
+        prefixes.add(prefix)
+        if rest == "archive_format" or (rest.startswith("models/") and rest.endswith(".json")):
+            export_prefixes.add(prefix)
+        elif rest.startswith("code/") or rest == "constants.pkl":
+            code_prefixes.add(prefix)
+    if export_prefixes:
+        prefix = min(export_prefixes)
+        return Sniffed("torch-export", {"prefix": prefix})
+    # torch reads the folder named by the archive's FIRST entry, whatever else the zip holds.
+    first = names[0].partition("/")[0] if names and "/" in names[0] else ""
+    if first and f"{first}/data.pkl" in name_set:
+        if first in code_prefixes:
+            return Sniffed("torchscript", {"prefix": first})
+        return Sniffed("pytorch", {"prefix": first})
+    return Sniffed("pickle-carrier")  # any other zip: its pickles are still scanned
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:

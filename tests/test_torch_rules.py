@@ -59,8 +59,9 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
         ("PI302", "backbone.bn", W),
     },
     # hostile and broken input
-    "evil.pt": {("PI002", "", E), ("PI001", "", E)},
-    "evil_legacy.pt": {("PI002", "", E), ("PI001", "", E)},
+    # a payload that holds no model is data: scanned (PI002), not "unreadable"
+    "evil.pt": {("PI002", "", E)},
+    "evil_legacy.pt": {("PI002", "", E)},
     "truncated.pt": {("PI001", "", E)},
     "not_a_model.pt": {("PI001", "", E)},
     "empty.pt": {("PI001", "", E)},

@@ -27,12 +27,13 @@ LOADERS: dict[str, str] = {
     "onnx": "onnx.model:load",
     "safetensors": "safetensors:load",
     "ort-training": "onnx.ort_training:load",
+    "pickle-carrier": "pickle.scan:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).
 MODEL_SUFFIXES = (
     ".pt", ".pth", ".bin", ".ckpt", ".pt2", ".onnx", ".keras", ".h5", ".hdf5", ".safetensors",
-    ".pkl", ".pickle", ".tar",
+    ".pkl", ".pickle", ".tar", ".joblib", ".npy", ".npz", ".zip", ".7z",
 )
 
 

@@ -9,6 +9,7 @@ come from the weights file. See FORMATS.md section 2.
 
 from __future__ import annotations
 
+import heapq
 import io
 import json
 import re
@@ -34,7 +35,10 @@ from ...graph import (
 )
 from ...kinds import classify
 from ...sniff import Sniffed
+from ...zipguard import open_zip, read_entry
+from ..pickle.limits import DEFAULT_LIMITS
 from . import optimizer as keras_optim
+from .hdf5_guard import guard
 
 Shape = tuple[int, ...]
 
@@ -68,21 +72,38 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
         import h5py
     except ImportError:  # pragma: no cover - h5py is a core dependency
         raise LoadError("reading Keras files needs h5py (pip install h5py)") from None
-    if sniffed.format == "keras":
-        return _load_zip(path, h5py)
-    return _load_hdf5(path, h5py)
+    try:
+        if sniffed.format == "keras":
+            return _load_zip(path, h5py)
+        return _load_hdf5(path, h5py)
+    except (
+        OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, SystemError,
+        AttributeError,
+    ) as exc:
+        # libhdf5 reports damaged structures lazily, as whatever error the access raised
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise LoadError(f"corrupt HDF5 data ({type(exc).__name__}: {detail})") from None
 
 
 # -- .keras zip ----------------------------------------------------------------------------------
 def _load_zip(path: Path, h5py: Any) -> ModelGraph:
+    limits = DEFAULT_LIMITS
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if "config.json" not in names:
+        with open_zip(path, limits.max_zip_entries) as archive:
+            entries = {info.filename: info for info in archive.infolist()}
+            if "config.json" not in entries:
                 raise LoadError(".keras archive without config.json")
-            config_bytes = archive.read("config.json")
-            meta_bytes = archive.read("metadata.json") if "metadata.json" in names else b""
-            weights = archive.read("model.weights.h5") if "model.weights.h5" in names else None
+
+            def read(name: str, max_bytes: int) -> bytes:
+                return read_entry(archive, entries[name], max_bytes, limits.max_compression_ratio)
+
+            config_bytes = read("config.json", limits.max_json_bytes)
+            meta_bytes = (
+                read("metadata.json", limits.max_json_bytes) if "metadata.json" in entries else b""
+            )
+            weights = (
+                read("model.weights.h5", 1 << 40) if "model.weights.h5" in entries else None
+            )
     except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:
         raise LoadError(f"corrupt .keras archive ({exc})") from None
     config = _json(config_bytes, "config.json")
@@ -105,6 +126,7 @@ def _load_zip(path: Path, h5py: Any) -> ModelGraph:
     except (OSError, ValueError) as exc:
         raise LoadError(f"model.weights.h5 is not readable HDF5 ({exc})") from None
     with handle:
+        guard(handle, h5py)
         builder.attach_v3_weights(handle)
         builder.finish()
         opt_cfg = keras_optim.parse_config(
@@ -130,6 +152,7 @@ def _load_hdf5(path: Path, h5py: Any) -> ModelGraph:
     except (OSError, ValueError) as exc:
         raise LoadError(f"unreadable HDF5 file ({exc})") from None
     with handle:
+        guard(handle, h5py)
         attrs = handle.attrs
         graph = ModelGraph(path=str(path), format="keras-h5", framework="keras")
         version = _text(attrs.get("keras_version"))
@@ -230,6 +253,7 @@ class _Builder:
     # ---- config ----
     def add_root(self, config: dict[str, Any], where: str) -> None:
         self.where = where
+        _check_layer_count(config, DEFAULT_LIMITS.max_layers)
         self.root = self._add(config, "", [])
 
     def _add(self, entry: dict[str, Any], path: str, enclosing: list[tuple[str, bool | None]]) -> _Spec:
@@ -254,6 +278,10 @@ class _Builder:
         trainable, fact = self._effective(chain, class_name)
         spec = _Spec(path=path, name=name, class_name=qualified, bare=bare, config=cfg,
                      custom=custom, trainable=trainable, trainable_fact=fact)
+        if len(self.specs) >= DEFAULT_LIMITS.max_layers:
+            raise LoadError(
+                f"model config with more than {DEFAULT_LIMITS.max_layers:,} layers: refused"
+            )
         self.specs[path] = spec
         layer = self.graph.ensure_layer(path)
         layer.class_name = qualified or None
@@ -639,27 +667,49 @@ class _Builder:
         incoming: dict[str, set[str]] = {p: set() for p in leaves}
         outgoing: dict[str, list[str]] = {p: [] for p in leaves}
         for a, b in edges:
-            if a in incoming and b in incoming and a != b:
+            if a in incoming and b in incoming and a != b and a not in incoming[b]:
                 incoming[b].add(a)
                 outgoing[a].append(b)
-        ready = sorted((p for p in leaves if not incoming[p]), key=rank.__getitem__)
+        # Kahn's algorithm with a heap on config order: linear up to the log factor
+        ready = [rank[p] for p in leaves if not incoming[p]]
+        heapq.heapify(ready)
         order: list[str] = []
+        placed: set[str] = set()
         while ready:
-            node = ready.pop(0)
+            node = leaves[heapq.heappop(ready)]
             order.append(node)
+            placed.add(node)
             for nxt in outgoing[node]:
                 incoming[nxt].discard(node)
-                if not incoming[nxt] and nxt not in order and nxt not in ready:
-                    ready.append(nxt)
-                    ready.sort(key=rank.__getitem__)
-        order += [p for p in leaves if p not in order]  # cycles cannot happen; be safe
+                if not incoming[nxt] and nxt not in placed:
+                    heapq.heappush(ready, rank[nxt])
+        order += [p for p in leaves if p not in placed]  # cycles cannot happen; be safe
         out = [""]
+        seen = {""}
         for path in order:
             for ancestor in reversed(self.graph.ancestors(path)[:-1]):
-                if ancestor not in out:
+                if ancestor not in seen:
                     out.append(ancestor)
-            out.append(path)
-        return out + [p for p in self.graph.layers if p not in out]
+                    seen.add(ancestor)
+            if path not in seen:
+                out.append(path)
+                seen.add(path)
+        return out + [p for p in self.graph.layers if p not in seen]
+
+
+def _check_layer_count(config: Any, limit: int) -> None:
+    """Count layer entries (dicts with a class_name) before building anything: linear."""
+    count = 0
+    todo = [config]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            count += "class_name" in item
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        if count > limit:
+            raise LoadError(f"model config with more than {limit:,} layers: refused")
 
 
 def _endpoints(value: Any) -> list[tuple[str, int]]:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import struct
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ...errors import LoadError
+from . import policy
+from .limits import DEFAULT_LIMITS, Limits
 
 #: Storage class name -> dtype (``torch.FloatStorage`` -> float32).
 STORAGE_DTYPES = {
@@ -67,6 +70,15 @@ def _latin1_encode(obj: object, encoding: str = "latin1") -> bytes:
     return obj.encode("latin-1")
 
 
+def _safe_str(obj: object = "", *rest: object) -> str:
+    """``builtins.str`` for scalars only: str() of a shared-reference structure never ends."""
+    if not rest and type(obj) in (str, int, float, bool, complex, type(None)):
+        return str(obj)
+    if isinstance(obj, (bytes, bytearray)) and len(obj) <= 1 << 20 and rest:
+        return bytes(obj).decode("latin-1")
+    raise pickle.UnpicklingError("str() of a container or object: refused")
+
+
 #: Globals that resolve to the real, harmless object instead of a stub.
 REAL_GLOBALS: dict[str, object] = {
     "collections.OrderedDict": collections.OrderedDict,
@@ -81,7 +93,7 @@ REAL_GLOBALS: dict[str, object] = {
     "builtins.int": int,
     "builtins.float": float,
     "builtins.bool": bool,
-    "builtins.str": str,
+    "builtins.str": _safe_str,
     "_codecs.encode": _latin1_encode,
 }
 
@@ -130,6 +142,10 @@ class GlobalUse:
     references: int = 0
     instantiations: int = 0  #: created without calling (NEWOBJ), like a module class
     calls: int = 0  #: called while unpickling (REDUCE): code that would run on load
+    resolved: str = ""  #: the target Python would reach (aliases and attribute walks resolved)
+    flags: list[str] = field(default_factory=list)  #: dangerous uses the walk itself saw
+    resolved_calls: int = 0  #: getattr lookups whose result was resolved and judged on its own
+    nested_clean: int = 0  #: nested pickles this loader was given that walked clean
 
 
 @dataclass
@@ -137,8 +153,23 @@ class GlobalLog:
     uses: dict[str, GlobalUse] = field(default_factory=dict)
     class_sources: list[str] = field(default_factory=list)  #: legacy format: pickled class source
 
-    def use(self, target: str) -> GlobalUse:
-        return self.uses.setdefault(target, GlobalUse())
+    def use(self, target: str, resolved: str = "") -> GlobalUse:
+        entry = self.uses.get(target)
+        if entry is None:
+            entry = self.uses[target] = GlobalUse(resolved=resolved or target)
+        return entry
+
+    def merge(self, other: GlobalLog) -> None:
+        """Add what a nested walk saw."""
+        for target, use in other.uses.items():
+            mine = self.use(target, use.resolved)
+            mine.references += use.references
+            mine.instantiations += use.instantiations
+            mine.calls += use.calls
+            mine.resolved_calls += use.resolved_calls
+            mine.nested_clean += use.nested_clean
+            mine.flags.extend(use.flags)
+        self.class_sources.extend(other.class_sources)
 
 
 class Stub:
@@ -179,11 +210,18 @@ class Stub:
         self._pi_list.extend(values)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Stub:
-        # A stub's result being called (getattr(os, 'system')(...)): record it as a call too.
-        target = f"{type(self)._pi_target}()"
-        result_cls = type(target, (Stub,), {"_pi_target": target, "_pi_log": type(self)._pi_log})
-        result = result_cls(*args, **kwargs)
-        return result
+        # A stub's result being called (getattr(os, 'system')(...)): record it as a call too,
+        # judged like what produced it.
+        parent_target = type(self)._pi_target
+        target = f"{parent_target}()"
+        log = type(self)._pi_log
+        if log is not None:
+            parent = log.use(parent_target)
+            use = log.use(target, parent.resolved.removesuffix("()"))
+            if parent.flags and not use.flags:
+                use.flags.append(f"calls what {parent_target} returned")
+        result_cls = type("Result", (Stub,), {"_pi_target": target, "_pi_log": log})
+        return result_cls(*args, **kwargs)
 
     @classmethod
     def target(cls) -> str:
@@ -302,29 +340,163 @@ TENSOR_BUILDERS = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler whose globals are stubs; ``persistent_load`` yields StorageRefs."""
+class _BoundedReader:
+    """``read``/``readline`` over a stream that never asks for more than the stream still holds.
 
-    def __init__(self, file: IO[bytes], log: GlobalLog) -> None:
-        super().__init__(file, encoding="latin1")
+    Python's unpickler trusts length fields (``BINBYTES8``, ``FRAME``); a read larger than what is
+    left would allocate the claimed size first. Here it returns what exists, and the unpickler
+    reports the pickle truncated.
+    """
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        self.stream = stream
+        try:
+            position = stream.tell()
+            end = stream.seek(0, 2)
+            stream.seek(position)
+            self.left = min(end - position, limit)
+        except (OSError, AttributeError):
+            self.left = limit
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 or n > self.left else n
+        data = self.stream.read(n)
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        data = self.stream.readline(self.left)
+        self.left -= len(data)
+        return data
+
+
+_PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
+_HASHED_REAL = (set, frozenset, dict, collections.OrderedDict, collections.defaultdict)
+
+
+class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
+    """Unpickler whose globals are stubs; ``persistent_load`` yields StorageRefs.
+
+    Built on Python's own unpickler so that the memo is a dict (a 13-byte pickle cannot make it
+    allocate gigabytes) and every container opcode can be bounded; see :class:`Limits`.
+    """
+
+    dispatch = dict(_PyUnpickler.dispatch)
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        log: GlobalLog,
+        limits: Limits = DEFAULT_LIMITS,
+        depth: int = 0,
+    ) -> None:
+        # In-memory bytes need no guard (BytesIO never reads past its end); files do.
+        self._reader = file if isinstance(file, io.BytesIO) else _BoundedReader(
+            file, limits.max_pickle_bytes
+        )
+        super().__init__(self._reader, encoding="latin1")
         self.log = log
+        self.limits = limits
+        self.depth = depth
         self._classes: dict[str, type] = {}
         self.storages: dict[str, StorageRef] = {}
+        self._items = 0
 
+    # -- globals ---------------------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> Any:
+        if not isinstance(module, str) or not isinstance(name, str):
+            raise pickle.UnpicklingError("global name is not a string")
         module = _MODULE_ALIASES.get(module, module)
-        target = f"{module}.{name}"
-        self.log.use(target).references += 1
-        if target in REAL_GLOBALS:
-            return REAL_GLOBALS[target]
-        cls = self._classes.get(target)
+        raw = f"{module}.{name}"
+        resolved, reason = policy.resolve(module, name)
+        use = self.log.use(raw, resolved)
+        use.references += 1
+        if reason:
+            use.flags.append(reason)
+        if raw == "builtins.getattr":
+            return self._getattr
+        if raw in ("copyreg._reconstructor",):
+            return self._reconstructor
+        if raw in REAL_GLOBALS and not reason:
+            return REAL_GLOBALS[raw]
+        return self._stub_class(raw, resolved)
+
+    def _stub_class(self, raw: str, resolved: str) -> type:
+        cls = self._classes.get(raw)
         if cls is None:
-            namespace: dict[str, Any] = {"_pi_target": target, "_pi_log": self.log}
-            if target in TENSOR_BUILDERS:
-                namespace["__new__"] = _tensor_builder(TENSOR_BUILDERS[target])
+            namespace: dict[str, Any] = {"_pi_target": raw, "_pi_log": self.log}
+            if raw in TENSOR_BUILDERS:
+                namespace["__new__"] = _tensor_builder(TENSOR_BUILDERS[raw])
+            elif resolved in policy.NESTED_LOADERS:
+                namespace["__new__"] = self._nested_loader(raw)
+            name = raw.rsplit(".", 1)[-1]
             cls = type(name if name.isidentifier() else "Global", (Stub,), namespace)
-            self._classes[target] = cls
+            self._classes[raw] = cls
         return cls
+
+    def _getattr(self, obj: Any, name: Any, *default: Any) -> Any:
+        """``getattr`` as the pickle would call it, resolved to the attribute it would reach."""
+        use = self.log.use("builtins.getattr")
+        use.calls += 1
+        owner = _owner_name(obj)
+        if not isinstance(name, str) or owner is None:
+            use.flags.append("looks up an attribute that is only known at load time")
+            return self._stub_class("builtins.getattr()", "builtins.getattr()")
+        raw = f"{owner}.{name}"
+        module, _, first = owner.partition(".")
+        resolved, reason = policy.resolve(module, f"{first}.{name}" if first else name)
+        if reason:
+            use.flags.append(f"getattr({owner}, {name!r}) {reason}")
+        else:
+            use.resolved_calls += 1
+        self.log.use(raw, resolved).references += 1
+        return self._stub_class(raw, resolved)
+
+    def _reconstructor(self, cls: Any, base: Any, state: Any = None) -> Any:
+        """``copyreg._reconstructor``: creates ``cls`` and, unless ``base`` is object, calls
+        ``base.__init__`` on it, which runs whatever that class does."""
+        self.log.use("copyreg._reconstructor").calls += 1
+        base_name = _owner_name(base)
+        if base is not object and base_name is not None and not policy.is_known(base_name):
+            self.log.use(base_name).flags.append(
+                "copyreg._reconstructor would run its constructor while loading"
+            )
+        if isinstance(cls, type) and issubclass(cls, Stub):
+            instance = cls.__new__(cls)
+            instance._pi_state = state
+            return instance
+        if cls in (dict, list, set, frozenset, collections.OrderedDict, object):
+            return cls()
+        raise pickle.UnpicklingError("copyreg._reconstructor of an unexpected class")
+
+    def _nested_loader(self, raw: str) -> Any:
+        unpickler = self
+
+        def load_nested(cls: type, *args: Any, **kwargs: Any) -> Any:
+            instance = Stub.__new__(cls)
+            use = unpickler.log.use(raw)
+            data = args[0] if args else None
+            if not isinstance(data, (bytes, bytearray)):
+                use.flags.append("unpickles data that is only computed at load time")
+            elif unpickler.depth + 1 > unpickler.limits.max_nesting:
+                use.flags.append(
+                    f"nests pickles more than {unpickler.limits.max_nesting} levels deep: "
+                    "the innermost were not walked"
+                )
+            else:
+                from .carriers import walk_bytes  # a nested pickle may be a whole torch archive
+
+                inner = GlobalLog()
+                try:
+                    walk_bytes(bytes(data), inner, unpickler.limits, unpickler.depth + 1)
+                except LoadError as exc:
+                    use.flags.append(f"unpickles bytes that could not be walked ({exc})")
+                if not any(policy.verdict_of(u) for u in inner.uses.values()):
+                    use.nested_clean += 1
+                unpickler.log.merge(inner)
+            return instance
+
+        return load_nested
 
     def persistent_load(self, pid: Any) -> Any:
         if not isinstance(pid, tuple) or not pid:
@@ -335,13 +507,13 @@ class RestrictedUnpickler(pickle.Unpickler):
             dtype = None
             if isinstance(storage_type, type) and issubclass(storage_type, Stub):
                 dtype = STORAGE_DTYPES.get(storage_type._pi_target.rsplit(".", 1)[-1])
-            key = str(key)
+            key = key if isinstance(key, str) else repr(key)[:64]
             ref = self.storages.get(key)
             if ref is None:
                 ref = StorageRef(
                     key=key,
                     dtype=dtype,
-                    location=str(location),
+                    location=location if isinstance(location, str) else None,
                     numel=numel if isinstance(numel, int) else None,
                 )
                 self.storages[key] = ref
@@ -349,22 +521,215 @@ class RestrictedUnpickler(pickle.Unpickler):
         if typename == "module" and len(pid) >= 4:
             # Legacy whole-module files carry each class's source: recorded, never compiled.
             cls = pid[1]
-            name = cls._pi_target if isinstance(cls, type) and issubclass(cls, Stub) else str(cls)
+            name = cls._pi_target if isinstance(cls, type) and issubclass(cls, Stub) else "?"
             self.log.class_sources.append(name)
             return cls
-        raise pickle.UnpicklingError(f"unsupported persistent id {typename!r}")
+        raise pickle.UnpicklingError("unsupported persistent id")
+
+    # -- bounds ----------------------------------------------------------------------------------
+    def _left(self) -> int:
+        reader = self._reader
+        if isinstance(reader, io.BytesIO):
+            return len(reader.getbuffer()) - reader.tell()
+        return int(reader.left)
+
+    def _count(self, n: int) -> None:
+        self._items += n
+        if self._items > self.limits.max_items:
+            raise LoadError(
+                f"pickle builds more than {self.limits.max_items:,} container items: refused "
+                "(a resource bomb, or raise the limit)"
+            )
+
+    def _check_key(self, key: Any) -> None:
+        """A hashed tuple is hashed element by element, shared references again each time."""
+        if type(key) not in (tuple, frozenset):
+            return
+        budget, max_depth = self.limits.max_key_expansion, self.limits.max_key_depth
+        todo: list[tuple[Any, int]] = [(key, 1)]
+        seen = 0
+        while todo:
+            item, depth = todo.pop()
+            seen += 1
+            if seen > budget or depth > max_depth:
+                raise LoadError(
+                    "pickle hashes a key that expands to more than "
+                    f"{budget:,} elements or {max_depth} levels through shared references: refused"
+                )
+            if type(item) in (tuple, frozenset):
+                todo.extend((child, depth + 1) for child in item)
+        self._count(seen)
+
+    def _memo_put(self, index: int) -> None:
+        if index < 0 or index >= self.limits.max_memo_index:
+            raise LoadError(f"pickle memo index {index} is out of bounds: corrupt or hostile")
+        if len(self.memo) >= self.limits.max_memo and index not in self.memo:
+            raise LoadError(
+                f"pickle memo holds more than {self.limits.max_memo:,} objects: refused"
+            )
+        self.memo[index] = self.stack[-1]
+
+    def load_put(self) -> None:
+        line = self.readline()[:-1]
+        if not line.isdigit() or len(line) > 12:
+            raise pickle.UnpicklingError("invalid PUT index")
+        self._memo_put(int(line))
+
+    def load_binput(self) -> None:
+        memo = self.memo
+        if len(memo) >= self.limits.max_memo:
+            self._memo_put(self.read(1)[0])
+        else:
+            memo[self.read(1)[0]] = self.stack[-1]
+
+    def load_long_binput(self) -> None:
+        (index,) = struct.unpack("<I", self.read(4))
+        if index < self.limits.max_memo_index and len(self.memo) < self.limits.max_memo:
+            self.memo[index] = self.stack[-1]
+        else:
+            self._memo_put(index)
+
+    def load_memoize(self) -> None:
+        self._memo_put(len(self.memo))
+
+    def load_bytearray8(self) -> None:
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > self._left():
+            raise pickle.UnpicklingError("BYTEARRAY8 longer than the pickle: truncated")
+        self.append(bytearray(self.read(size)))
+
+    def load_appends(self) -> None:
+        self._count(len(self.stack))
+        _PyUnpickler.load_appends(self)
+
+    def load_append(self) -> None:
+        self._count(1)
+        _PyUnpickler.load_append(self)
+
+    def load_setitems(self) -> None:
+        items = self.stack
+        self._count(len(items))
+        for i in range(0, len(items), 2):
+            self._check_key(items[i])
+        _PyUnpickler.load_setitems(self)
+
+    def load_setitem(self) -> None:
+        if len(self.stack) >= 2:
+            self._check_key(self.stack[-2])
+        self._count(1)
+        _PyUnpickler.load_setitem(self)
+
+    def load_dict(self) -> None:
+        items = self.stack
+        self._count(len(items))
+        for i in range(0, len(items), 2):
+            self._check_key(items[i])
+        _PyUnpickler.load_dict(self)
+
+    def load_additems(self) -> None:
+        for item in self.stack:
+            self._check_key(item)
+        self._count(len(self.stack))
+        _PyUnpickler.load_additems(self)
+
+    def load_frozenset(self) -> None:
+        for item in self.stack:
+            self._check_key(item)
+        self._count(len(self.stack))
+        _PyUnpickler.load_frozenset(self)
+
+    def load_tuple(self) -> None:
+        self._count(len(self.stack))
+        _PyUnpickler.load_tuple(self)
+
+    def load_list(self) -> None:
+        self._count(len(self.stack))
+        _PyUnpickler.load_list(self)
+
+    def load_reduce(self) -> None:
+        args = self.stack[-1] if self.stack else None
+        func = self.stack[-2] if len(self.stack) >= 2 else None
+        if func in _HASHED_REAL and isinstance(args, tuple):
+            for arg in args:
+                if isinstance(arg, (list, tuple, set, frozenset)):
+                    self._count(len(arg))
+                    for item in arg:
+                        self._check_key(item[0] if type(item) is tuple and func in (
+                            dict, collections.OrderedDict) and item else item)
+        _PyUnpickler.load_reduce(self)
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, Stub):
+            inst.__setstate__(state)
+            return
+        # real objects: only plain attributes on the container types (state_dict._metadata)
+        if (
+            isinstance(inst, (collections.OrderedDict, collections.defaultdict))
+            and isinstance(state, dict)
+            and all(isinstance(k, str) and not k.startswith("__") for k in state)
+        ):
+            inst.__dict__.update(state)
+            return
+        raise pickle.UnpicklingError(f"BUILD on a {type(inst).__name__} object")
+
+    for _opcode, _method in (
+        (pickle.PUT, load_put),
+        (pickle.BINPUT, load_binput),
+        (pickle.LONG_BINPUT, load_long_binput),
+        (pickle.MEMOIZE, load_memoize),
+        (pickle.BYTEARRAY8, load_bytearray8),
+        (pickle.APPENDS, load_appends),
+        (pickle.APPEND, load_append),
+        (pickle.SETITEMS, load_setitems),
+        (pickle.SETITEM, load_setitem),
+        (pickle.DICT, load_dict),
+        (pickle.ADDITEMS, load_additems),
+        (pickle.FROZENSET, load_frozenset),
+        (pickle.TUPLE, load_tuple),
+        (pickle.LIST, load_list),
+        (pickle.REDUCE, load_reduce),
+        (pickle.BUILD, load_build),
+    ):
+        dispatch[_opcode[0]] = _method
+    del _opcode, _method
 
 
-def unpickle(data: bytes | IO[bytes], log: GlobalLog) -> tuple[Any, RestrictedUnpickler]:
+def _owner_name(obj: Any) -> str | None:
+    """The dotted name of what a getattr or reconstructor is applied to."""
+    if isinstance(obj, type) and issubclass(obj, Stub):
+        return obj._pi_target
+    if isinstance(obj, Stub):
+        target = type(obj)._pi_target
+        if target in ("builtins.__import__", "importlib.import_module") and obj._pi_args:
+            module = obj._pi_args[0]
+            if isinstance(module, str) and module.replace(".", "").replace("_", "").isalnum():
+                return _MODULE_ALIASES.get(module, module)
+        return target
+    if obj is object:
+        return "builtins.object"
+    if isinstance(obj, type):
+        return f"builtins.{obj.__name__}"
+    if obj is None or isinstance(obj, (str, bytes, int, float, list, tuple, dict, set)):
+        return f"builtins.{type(obj).__name__}"
+    return None
+
+
+def unpickle(
+    data: bytes | IO[bytes], log: GlobalLog, limits: Limits = DEFAULT_LIMITS, depth: int = 0
+) -> tuple[Any, RestrictedUnpickler]:
     """Walk one pickle. Raises LoadError with a one-line reason on any malformed input."""
     stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    unpickler = RestrictedUnpickler(stream, log)
+    unpickler = RestrictedUnpickler(stream, log, limits, depth)
     return load_one(unpickler), unpickler
 
 
 def load_one(unpickler: RestrictedUnpickler) -> Any:
     try:
         return unpickler.load()
+    except LoadError:
+        raise
     except EOFError:
         raise LoadError("truncated pickle: the file ends early") from None
     except RecursionError:
@@ -372,4 +737,7 @@ def load_one(unpickler: RestrictedUnpickler) -> Any:
     except MemoryError:
         raise LoadError("pickle asks for more memory than is sane") from None
     except Exception as exc:  # noqa: BLE001 - any malformed pickle is a one-line load error
-        raise LoadError(f"corrupt pickle ({type(exc).__name__}: {exc})") from None
+        detail = str(exc).splitlines()[0][:160] if str(exc) else ""
+        if "truncated" in detail or "exhausted" in detail or unpickler._left() <= 0:
+            raise LoadError("truncated pickle: the file ends early") from None
+        raise LoadError(f"corrupt pickle ({type(exc).__name__}: {detail})") from None

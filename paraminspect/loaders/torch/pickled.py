@@ -16,7 +16,6 @@ from typing import Any
 
 from ...errors import LoadError
 from ...graph import (
-    CodeReference,
     Fact,
     LayerKind,
     Mode,
@@ -28,6 +27,11 @@ from ...graph import (
 )
 from ...kinds import BUFFER_NAMES, classify, infer_kinds_from_names
 from ...sniff import Sniffed
+from ...zipguard import open_zip, read_entry
+from ..pickle.carriers import walk_zip
+from ..pickle.limits import DEFAULT_LIMITS
+from ..pickle.policy import code_references
+from ..pickle.scan import with_partial
 from ..pickle.unpickler import (
     DTYPE_SIZES,
     GlobalLog,
@@ -66,18 +70,34 @@ ScalarReader = Callable[[TensorRef], "float | None"]
 # -- entry points --------------------------------------------------------------------------------
 def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
     prefix = sniffed.detail["prefix"]
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = archive.read(f"{prefix}/data.pkl")
-            sizes = {
-                info.filename[len(prefix) + 6 :]: info.file_size
-                for info in archive.infolist()
-                if info.filename.startswith(f"{prefix}/data/")
-            }
-    except (zipfile.BadZipFile, OSError, zlib.error, EOFError, KeyError) as exc:
-        raise LoadError(f"corrupt zip archive ({exc})") from None
     log = GlobalLog()
-    obj, unpickler = unpickle(data, log)
+    graph = ModelGraph(path=str(path), format="pytorch", framework="pytorch")
+    try:
+        with open_zip(path, DEFAULT_LIMITS.max_zip_entries) as archive:
+            # torch reads the FIRST entry of a name; zipfile's getinfo would give the last one
+            info = next(
+                (i for i in archive.infolist() if i.filename == f"{prefix}/data.pkl"), None
+            )
+            if info is None:
+                raise KeyError(f"{prefix}/data.pkl")
+            data = read_entry(
+                archive, info, DEFAULT_LIMITS.max_entry_bytes, DEFAULT_LIMITS.max_compression_ratio
+            )
+            sizes = {
+                entry.filename[len(prefix) + 6 :]: entry.file_size
+                for entry in archive.infolist()
+                if entry.filename.startswith(f"{prefix}/data/")
+            }
+            # Pickles torch would not read here are still scanned: another loader might.
+            try:
+                walk_zip(archive, log, DEFAULT_LIMITS, skip=info)
+            except LoadError as exc:
+                graph.notes.append(f"another entry of the archive could not be scanned: {exc}")
+        obj, unpickler = unpickle(data, log)
+    except LoadError as exc:
+        raise with_partial(exc, graph, log) from None
+    except (zipfile.BadZipFile, OSError, zlib.error, EOFError, KeyError) as exc:
+        raise with_partial(LoadError(f"corrupt zip archive ({exc})"), graph, log) from None
     check_storages(unpickler.storages, sizes)
 
     def read_scalar(ref: TensorRef) -> float | None:
@@ -95,7 +115,7 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
             return None
         return _decode_scalar(raw, ref.dtype)
 
-    return build_graph(path, "pytorch", obj, log, read_scalar)
+    return as_data_unless_model(build_graph(path, "pytorch", obj, log, read_scalar), obj)
 
 
 def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -106,10 +126,14 @@ def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
         raise LoadError(f"cannot open: {exc.strerror or exc}") from None
     with handle:
         unpickler = RestrictedUnpickler(handle, log)
-        for _ in range(3):  # magic number, protocol version, sys_info
-            load_one(unpickler)
-        obj = load_one(unpickler)
-        keys = load_one(unpickler)
+        try:
+            for _ in range(3):  # magic number, protocol version, sys_info
+                load_one(unpickler)
+            obj = load_one(unpickler)
+            keys = load_one(unpickler)
+        except LoadError as exc:
+            graph = ModelGraph(path=str(path), format="pytorch-legacy", framework="pytorch")
+            raise with_partial(exc, graph, log) from None
         data_start = handle.tell()
         file_size = handle.seek(0, 2)
     if not isinstance(keys, list):
@@ -127,15 +151,32 @@ def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
             f.seek(start + ref.offset * size)
             return _decode_scalar(f.read(size), ref.dtype)
 
-    return build_graph(path, "pytorch-legacy", obj, log, read_scalar)
+    return as_data_unless_model(build_graph(path, "pytorch-legacy", obj, log, read_scalar), obj)
 
 
 def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
     """A bare pickle (``pickle.dump`` of a model or dict): walked the same way, storages absent."""
     log = GlobalLog()
-    with open(path, "rb") as handle:
-        obj, _ = unpickle(handle, log)
-    return build_graph(path, "pickle", obj, log, lambda ref: None)
+    try:
+        with open(path, "rb") as handle:
+            obj, _ = unpickle(handle, log)
+    except LoadError as exc:
+        raise with_partial(exc, ModelGraph(path=str(path), format="pickle"), log) from None
+    return as_data_unless_model(build_graph(path, "pickle", obj, log, lambda ref: None), obj)
+
+
+def as_data_unless_model(graph: ModelGraph, obj: Any) -> ModelGraph:
+    """A pickle holding no model (RNG state, training arguments, a config dict) is data: it was
+    scanned for unsafe code and has nothing else to check. A pickled module we could not read
+    stays "no model found"."""
+    module_like = isinstance(obj, Stub) and "Module" in obj.target().rsplit(".", 1)[-1]
+    if graph.content == "none" and not graph.optimizers and not module_like:
+        graph.content = "data"
+        graph.notes = [
+            n.replace("no model found: the file holds", "not a model: the file holds")
+            for n in graph.notes
+        ]
+    return graph
 
 
 # -- storage bookkeeping -------------------------------------------------------------------------
@@ -233,7 +274,7 @@ def build_graph(
 
 def _describe(obj: Any) -> str:
     if isinstance(obj, dict):
-        keys = ", ".join(repr(k) for k in list(obj)[:6])
+        keys = ", ".join(repr(k)[:40] if isinstance(k, str) else type(k).__name__ for k in list(obj)[:6])
         return f"a dict with keys {keys}" if obj else "an empty dict"
     if isinstance(obj, Stub):
         return f"a {obj.target()} object"
@@ -391,9 +432,4 @@ def _items(value: Any) -> list[tuple[str, Any]]:
 
 
 def record_code_references(graph: ModelGraph, log: GlobalLog) -> None:
-    for target, use in log.uses.items():
-        how = "call" if use.calls else "instantiate" if use.instantiations else "reference"
-        count = use.calls or use.instantiations or use.references
-        graph.code_references.append(CodeReference(target=target, how=how, count=count))
-    for name in log.class_sources:
-        graph.code_references.append(CodeReference(target=name, how="source"))
+    graph.code_references.extend(code_references(log))

@@ -1,0 +1,122 @@
+"""Property-based fuzzing of the readers of untrusted bytes: the restricted unpickler and the zip,
+protobuf (ONNX), HDF5 (Keras) and FlatBuffer (onnxruntime-training) readers.
+
+Properties: no uncaught exception (every failure is a one-line LoadError / PI001 with a specific
+message, never "internal error"), and bounded memory. The whole file runs within about 60 s:
+each test has a fixed example count and no per-example deadline.
+"""
+
+from __future__ import annotations
+
+import pickle
+import resource
+from pathlib import Path
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from paraminspect.engine import check_file  # noqa: E402
+from paraminspect.errors import LoadError  # noqa: E402
+from paraminspect.loaders.pickle.unpickler import GlobalLog, unpickle  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+#: extra peak RSS the whole fuzz run may add to the process
+MAX_GROWTH_MB = 256
+FAST = settings(
+    max_examples=150, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+SLOW = settings(
+    max_examples=40, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+START_MB = _rss_mb()
+
+
+@st.composite
+def mutants(draw: st.DrawFn, seed: bytes) -> bytes:
+    """``seed`` with a few bytes overwritten, a slice duplicated or the tail cut."""
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(0, 6))):
+        if not data:
+            break
+        at = draw(st.integers(0, len(data) - 1))
+        data[at] = draw(st.integers(0, 255))
+    if draw(st.booleans()) and data:
+        a = draw(st.integers(0, len(data) - 1))
+        b = draw(st.integers(a, min(len(data), a + 64)))
+        data[a:a] = data[a:b]
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+def _assert_clean_failure(path: Path) -> None:
+    report = check_file(path)
+    texts = [report.error or ""] + [f.message for f in report.findings]
+    assert not any("internal error" in t for t in texts), texts
+    assert all("\n" not in t for t in texts)
+
+
+PICKLE_SEEDS = [
+    pickle.dumps({"w": [1.5, 2, "x", b"raw"], "t": (1, 2), "s": {1, 2}}, protocol=p)
+    for p in range(6)
+]
+
+
+@FAST
+@given(data=st.one_of(st.binary(max_size=256), *[mutants(s) for s in PICKLE_SEEDS]))
+def test_unpickler_raises_only_load_errors(data: bytes) -> None:
+    try:
+        unpickle(data, GlobalLog())
+    except LoadError as exc:
+        assert "\n" not in str(exc)
+
+
+def _fuzz_file(tmp_path: Path, name: str, data: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    _assert_clean_failure(path)
+
+
+@SLOW
+@given(data=mutants((FIXTURES / "torch" / "cnn_sd_clean.pt").read_bytes()))
+def test_torch_zip_mutants(data: bytes, tmp_path: Path) -> None:
+    _fuzz_file(tmp_path, "m.pt", data)
+
+
+@SLOW
+@given(data=mutants((FIXTURES / "torch" / "cnn_ckpt_frozen_after_optim_legacy.pt").read_bytes()))
+def test_torch_legacy_mutants(data: bytes, tmp_path: Path) -> None:
+    _fuzz_file(tmp_path, "m.pt", data)
+
+
+@SLOW
+@given(data=mutants((FIXTURES / "onnx" / "cnn_dynamo_eval.onnx").read_bytes()))
+def test_onnx_protobuf_mutants(data: bytes, tmp_path: Path) -> None:
+    _fuzz_file(tmp_path, "m.onnx", data)
+
+
+@SLOW
+@given(data=mutants((FIXTURES / "keras" / "fn_clean.h5").read_bytes()))
+def test_keras_hdf5_mutants(data: bytes, tmp_path: Path) -> None:
+    _fuzz_file(tmp_path, "m.h5", data)
+
+
+@SLOW
+@given(data=mutants((FIXTURES / "ort_training" / "clean" / "checkpoint").read_bytes()))
+def test_ort_flatbuffer_mutants(data: bytes, tmp_path: Path) -> None:
+    _fuzz_file(tmp_path, "checkpoint", data)
+
+
+def test_fuzzing_kept_memory_bounded() -> None:
+    assert _rss_mb() - START_MB < MAX_GROWTH_MB
