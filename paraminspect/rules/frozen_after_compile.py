@@ -38,7 +38,11 @@ class FrozenAfterCompile(Rule):
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
         for opt in graph.optimizers:
             by_layer: dict[str, list[tuple[str, ParamOptState]]] = {}
+            # Entries that never got state while others stepped are PI303's: never updated.
+            stepped = any(s.has_state for s in opt.tracked.values())
             for name, state in opt.tracked.items():
+                if stepped and not state.has_state:
+                    continue
                 tensor = graph.tensors.get(name)
                 if tensor is not None and tensor.trainable is Trainable.FROZEN:
                     by_layer.setdefault(tensor.layer, []).append((name, state))
@@ -69,6 +73,11 @@ def _issue(
             f"they stopped being stepped at step {listing([f'{x:g}' for x in steps])} of {top:g}: "
             "frozen mid-training while the optimizer kept their momentum state"
         )
+        if fact.source.value != "stored":
+            detail += (
+                " (a step lag can also come from a branch that gets gradients on some steps "
+                "only; the file cannot tell the two apart)"
+            )
     else:
         detail = STALE_STATE.get(graph.framework or "", STALE_STATE["pytorch"])
     groups = {s.group for s in states}

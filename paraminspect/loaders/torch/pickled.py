@@ -26,7 +26,7 @@ from ...graph import (
     TensorRole,
     Trainable,
 )
-from ...kinds import BUFFER_NAMES, classify, infer_kinds_from_names
+from ...kinds import classify, infer_kinds_from_names, is_buffer_name, is_parameter_name
 from ...sniff import Sniffed
 from ..pickle.unpickler import (
     DTYPE_SIZES,
@@ -39,6 +39,7 @@ from ..pickle.unpickler import (
     unpickle,
 )
 from . import optimizer as torch_optim
+from . import state_dict_evidence
 
 #: where checkpoints keep the model, most specific first
 MODEL_KEYS = (
@@ -210,11 +211,12 @@ def build_graph(
 ) -> ModelGraph:
     graph = ModelGraph(path=str(path), format=fmt, framework="pytorch")
     model, model_key, optimizers = _locate(obj, graph)
+    undecided: set[str] = set()
     if is_module(model):
         _add_module(graph, "", model, set(), {})
         graph.content = graph.content if model_key else "module"
     elif is_state_dict(model):
-        _add_state_dict(graph, model)
+        undecided = _add_state_dict(graph, model)
         graph.content = graph.content if model_key else "state_dict"
     else:
         graph.content = "none"
@@ -224,8 +226,10 @@ def build_graph(
 
     for name, value in optimizers:
         raw = torch_optim.parse(name, value)
-        graph.optimizers.append(torch_optim.align(raw, graph, read_scalar))
+        graph.optimizers.append(torch_optim.align(raw, graph, read_scalar, optional=undecided))
+    state_dict_evidence.settle_roles(graph, undecided)
     torch_optim.infer_trainability(graph)
+    state_dict_evidence.infer_bn_train_mode(graph, read_scalar)
     record_code_references(graph, log)
     graph.order = list(graph.layers)
     return graph
@@ -299,7 +303,10 @@ def _tensor_from_ref(
     return graph.add_tensor(tensor)
 
 
-def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> None:
+def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> set[str]:
+    """Add a state dict's tensors; returns the names whose role (parameter or buffer) only an
+    optimizer can decide: float tensors named neither like a parameter nor like a buffer."""
+    undecided: set[str] = set()
     names = [k for k, v in state_dict.items() if isinstance(v, TensorRef)]
     if names and all(n.startswith("module.") for n in names):
         graph.stripped_prefix = "module."
@@ -313,13 +320,16 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> None:
             continue
         seen[id(ref)] = name
         layer, _, local = name.rpartition(".")
-        is_buffer = local in BUFFER_NAMES or (
+        is_buffer = is_buffer_name(local) or (
             ref.dtype is not None and ref.dtype not in FLOAT_DTYPES
         )
         # keep_vars=True state dicts keep Parameters: then the role and requires_grad are stored.
         role = TensorRole.BUFFER if is_buffer and not ref.is_parameter else TensorRole.PARAMETER
         _tensor_from_ref(graph, name, layer, ref, role, role_stored=ref.is_parameter)
+        if role is TensorRole.PARAMETER and not ref.is_parameter and not is_parameter_name(local):
+            undecided.add(name)
     infer_kinds_from_names(graph, "a state dict stores no layer classes")
+    return undecided
 
 
 def _add_module(
