@@ -43,6 +43,10 @@ def folder_kind(path: Path) -> str | None:
     """``peft``, ``sharded``, ``hf`` or None when ``path`` is not one model stored as a folder."""
     if not path.is_dir():
         return None
+    from .torch.dcp import is_dcp_folder  # framework checkpoint folders
+
+    if is_dcp_folder(path):
+        return "dcp"
     if (path / "adapter_config.json").is_file() and any(
             (path / name).is_file() for name in ADAPTER_WEIGHTS):
         return "peft"
@@ -85,6 +89,10 @@ def load_folder(path: Path) -> ModelGraph:
             "a folder that is not a model folder (no *.index.json, no config.json beside "
             "weights, no adapter_config.json + adapter_model.*)"
         )
+    if kind == "dcp":
+        from .torch.dcp import load_dcp
+
+        return load_dcp(path)
     graph = _load_peft(path) if kind == "peft" else _load_base(path)
     _name_from_config(graph, path)
     return graph
