@@ -44,9 +44,12 @@ def folder_kind(path: Path) -> str | None:
     if not path.is_dir():
         return None
     from .torch.dcp import is_dcp_folder  # framework checkpoint folders
+    from .torch.deepspeed import is_deepspeed_tag_folder
 
     if is_dcp_folder(path):
         return "dcp"
+    if is_deepspeed_tag_folder(path):
+        return "deepspeed"
     if (path / "adapter_config.json").is_file() and any(
             (path / name).is_file() for name in ADAPTER_WEIGHTS):
         return "peft"
@@ -61,6 +64,10 @@ def model_files(path: Path) -> set[Path]:
     """The files of a model folder that belong to the model (other files are checked alone)."""
     kind = folder_kind(path)
     files: set[Path] = set()
+    if kind == "deepspeed":  # model and optimizer-partition files of one checkpoint tag
+        from .torch.deepspeed import checkpoint_files
+
+        return checkpoint_files(path)
     if kind == "peft":
         files |= {path / n for n in ADAPTER_WEIGHTS if (path / n).is_file()}
         if _index_files(path) or _single_weights(path):
@@ -85,6 +92,10 @@ def _base_files(path: Path) -> set[Path]:
 def load_folder(path: Path) -> ModelGraph:
     kind = folder_kind(path)
     if kind is None:
+        from .torch.deepspeed import tag_folder  # a DeepSpeed run folder: `latest` names the tag
+
+        kind = "deepspeed" if tag_folder(path) is not None else None
+    if kind is None:
         raise LoadError(
             "a folder that is not a model folder (no *.index.json, no config.json beside "
             "weights, no adapter_config.json + adapter_model.*)"
@@ -93,6 +104,10 @@ def load_folder(path: Path) -> ModelGraph:
         from .torch.dcp import load_dcp
 
         return load_dcp(path)
+    if kind == "deepspeed":
+        from .torch.deepspeed import load_deepspeed
+
+        return load_deepspeed(path)
     graph = _load_peft(path) if kind == "peft" else _load_base(path)
     _name_from_config(graph, path)
     return graph

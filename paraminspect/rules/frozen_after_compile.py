@@ -16,6 +16,11 @@ STALE_STATE = {
         "zero-filled instead of None (zero_grad(set_to_none=False)), momentum and Adam moments "
         "keep moving them"
     ),
+    "deepspeed": (
+        "DeepSpeed built its flat optimizer partition with them (param_shapes) and lists them as "
+        "frozen now (frozen_param_shapes): the optimizer still steps their slice of the partition, "
+        "so they keep moving"
+    ),
     "keras": (
         "the optimizer was built while they were trainable. Either the model was frozen after "
         "compile() without compiling again, and the cached train step still updates them (a bug), "

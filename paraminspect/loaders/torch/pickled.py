@@ -66,7 +66,12 @@ ScalarReader = Callable[[TensorRef], "float | None"]
 
 # -- entry points --------------------------------------------------------------------------------
 def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
-    prefix = sniffed.detail["prefix"]
+    obj, log, read_scalar = read_zip(path, sniffed.detail["prefix"])
+    return build_graph(path, "pytorch", obj, log, read_scalar)
+
+
+def read_zip(path: Path, prefix: str) -> tuple[Any, GlobalLog, ScalarReader]:
+    """The walked pickle of a torch zip file, its global log and a reader for 0-d tensors."""
     try:
         with zipfile.ZipFile(path) as archive:
             data = archive.read(f"{prefix}/data.pkl")
@@ -96,7 +101,7 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
             return None
         return _decode_scalar(raw, ref.dtype)
 
-    return build_graph(path, "pytorch", obj, log, read_scalar)
+    return obj, log, read_scalar
 
 
 def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
