@@ -196,6 +196,7 @@ def _merge(graph: ModelGraph, part: ModelGraph, names: set[str] | None = None,
         graph.add_tensor(Tensor(
             name=new_name, layer=layer, role=tensor.role, shape=tensor.shape, dtype=tensor.dtype,
             trainable=tensor.trainable, trainable_fact=tensor.trainable_fact,
+            aliases=[rename.get(a, a) for a in tensor.aliases],
         ))
         source = part.layers.get(tensor.layer)
         target = graph.layers[layer]
@@ -281,6 +282,9 @@ def _name_from_config(graph: ModelGraph, path: Path) -> None:
     config = _read_json(config_file)
     if not isinstance(config, dict):
         return
+    from .tied_config import record_tied_embeddings
+
+    record_tied_embeddings(graph, config)
     architectures = config.get("architectures")
     if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
         graph.metadata["architecture"] = architectures[0]

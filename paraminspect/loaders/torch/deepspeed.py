@@ -165,6 +165,14 @@ def _apply_stored_lists(graph: ModelGraph, obj: dict[str, Any]) -> None:
     aliases = {k: v for k, v in shared.items() if isinstance(k, str)} if isinstance(shared, dict) else {}
     if aliases:
         graph.metadata["shared_params"] = dict(aliases)
+    for alias, owner in aliases.items():
+        if (
+            isinstance(owner, str)
+            and owner in graph.tensors
+            and alias not in graph.tensors
+            and alias not in graph.tensors[owner].aliases
+        ):
+            graph.tensors[owner].aliases.append(alias)
     for tensor in graph.tensors.values():
         name = tensor.name
         if buffer_set is not None:

@@ -316,14 +316,18 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> set[str]:
     if names and all(n.startswith("module.") for n in names):
         graph.stripped_prefix = "module."
         graph.notes.append("'module.' prefix of DataParallel/DDP removed from names")
-    seen: dict[int, str] = {}
+    seen: dict[Any, str] = {}
     for key in names:
         ref = state_dict[key]
         name = key[len(graph.stripped_prefix) :]
-        if id(ref) in seen:  # tied weights: one tensor, like model.parameters() dedups it
-            graph.notes.append(f"{name} is the same tensor as {seen[id(ref)]}")
+        owner = seen.get(id(ref)) or seen.get(_storage_identity(ref))
+        if owner is not None:  # tied weights: one tensor, like model.parameters() dedups it
+            graph.notes.append(f"{name} is the same tensor as {owner}")
+            graph.tensors[owner].aliases.append(name)
             continue
         seen[id(ref)] = name
+        if _storage_identity(ref) is not None:
+            seen[_storage_identity(ref)] = name
         layer, _, local = name.rpartition(".")
         is_buffer = is_buffer_name(local) or (
             ref.dtype is not None and ref.dtype not in FLOAT_DTYPES
@@ -390,11 +394,20 @@ def _add_unique(
 ) -> Tensor | None:
     """Add a tensor once: a tied weight appears once, as in ``model.parameters()``."""
     name = f"{layer}.{local}" if layer else local
-    if id(ref) in seen:
-        graph.notes.append(f"{name} is the same tensor as {seen[id(ref)]}")
+    owner = seen.get(id(ref))
+    if owner is not None:
+        graph.notes.append(f"{name} is the same tensor as {owner}")
+        graph.tensors[owner].aliases.append(name)
         return None
     seen[id(ref)] = name
     return _tensor_from_ref(graph, name, layer, ref, role, role_stored=True)
+
+
+def _storage_identity(ref: TensorRef) -> tuple[str, int, tuple[int, ...]] | None:
+    """Two records over the same bytes (storage key, offset, shape) are one tensor stored twice."""
+    if ref.storage is None or ref.shape is None or not ref.shape:
+        return None
+    return (f"storage:{ref.storage.key}", ref.offset, ref.shape)
 
 
 def _items(value: Any) -> list[tuple[str, Any]]:
