@@ -245,6 +245,17 @@ def align(
                     "model parameters by shape",
                 ),
             )
+    if mapping is None and len(raw.groups) > 1:
+        mapping = _align_groups_by_shape(raw, shapes, params)
+        if mapping is not None:
+            opt.alignment, opt.alignment_fact = (
+                "shape",
+                Fact(
+                    Source.INFERRED,
+                    f"each of the {len(raw.groups)} param groups matches exactly one "
+                    "order-preserving run of model parameters by shape, and no two overlap",
+                ),
+            )
     if mapping is None:
         opt.alignment_fact = Fact(
             Source.UNKNOWN,
@@ -265,6 +276,32 @@ def align(
             shape=shapes[position],
         )
     return opt
+
+
+def _align_groups_by_shape(
+    raw: RawOptimizer, shapes: list[tuple[int, ...] | None], params: Sequence[Tensor]
+) -> list[int] | None:
+    """Groups built one after another (a group appended later for a staged unfreeze) each follow
+    the model's order, but not together: match each group alone, uniquely and without overlap."""
+    available = [p.shape for p in params]
+    mapping: list[int | None] = [None] * len(raw.keys)
+    used: set[int] = set()
+    for group in range(len(raw.groups)):
+        positions = [i for i, g in enumerate(raw.key_group) if g == group]
+        if not positions:
+            continue
+        wanted = [shapes[i] for i in positions]
+        if any(w is None for w in wanted):
+            return None
+        found = unique_shape_embedding(wanted, available)
+        if found is None or used.intersection(found):
+            return None
+        used.update(found)
+        for i, index in zip(positions, found):
+            mapping[i] = index
+    if any(m is None for m in mapping):
+        return None
+    return mapping  # type: ignore[return-value]
 
 
 def _hashable(key: Any) -> bool:
@@ -340,6 +377,33 @@ def max_step(opt: Optimizer) -> float | None:
     return max(steps) if steps else None
 
 
+def appended_group(opt: Optimizer, entry: ParamOptState) -> str | None:
+    """Why a lagging entry looks like a param group appended later (``add_param_group`` when a
+    staged fine-tuning unfreezes a block), which starts counting late; None if it does not.
+
+    Such a group is not the first, none of its members reached the top step, and they all share
+    one count (they started together), while every earlier group has a member at the top step.
+    """
+    top = max_step(opt)
+    if top is None or entry.group <= 0:
+        return None
+    by_group: dict[int, list[float | None]] = {}
+    for state in opt.tracked.values():
+        if state.has_state:
+            by_group.setdefault(state.group, []).append(state.step)
+    own = by_group.get(entry.group, [])
+    if len(set(own)) != 1 or own[0] is None or own[0] >= top:
+        return None
+    earlier = [g for g in by_group if g < entry.group]
+    if not earlier or not all(top in by_group[g] for g in earlier):
+        return None
+    return (
+        f"its param group {entry.group} as a whole counts {own[0]:g} of {top:g} steps, every "
+        "earlier group reaches the top: a group appended later (add_param_group, staged "
+        "unfreezing) starts counting late, it did not stop"
+    )
+
+
 def intermittent_lag(opt: Optimizer, step: float, epochs: int | None) -> str | None:
     """Why a step count below the others looks like gradients on some steps only (a branch
     supervised conditionally, experts picked by a router), not a freeze; None if it does not.
@@ -376,7 +440,7 @@ def _verdict_from_optimizer(
     top = max_step(opt)
     if entry.has_state:
         if entry.step is not None and top is not None and entry.step < top:
-            why = intermittent_lag(opt, entry.step, epochs)
+            why = appended_group(opt, entry) or intermittent_lag(opt, entry.step, epochs)
             if why is not None:
                 return Trainable.TRAINABLE, f"tracked by the optimizer and {why}"
             return (
