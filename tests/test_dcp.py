@@ -77,6 +77,20 @@ def test_broken_dcp_folders_are_one_line_errors(tmp_path: Path) -> None:
     assert report.error and "truncated" in report.error
 
 
+def test_a_hostile_metadata_pickle_is_reported_not_run(tmp_path: Path) -> None:
+    import pickle
+
+    class Payload:
+        def __reduce__(self):  # would run `true` if unpickled for real; only pickled here
+            return (__import__("os").system, ("true",))
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(HERE / "dcp_clean", folder)
+    (folder / ".metadata").write_bytes(pickle.dumps({"x": Payload()}))
+    got = findings(folder)
+    assert ("PI001", "", "error") in got and ("PI002", "", "error") in got
+
+
 @needs_torch
 def test_regenerated_dcp_folders_have_the_same_findings(tmp_path: Path) -> None:
     proc = subprocess.run(

@@ -127,7 +127,13 @@ def load_dcp(folder: Path) -> ModelGraph:
     state = meta.state_dict if isinstance(meta, Stub) else {}
     entries = state.get("state_dict_metadata")
     if not isinstance(entries, dict) or not entries:
-        raise LoadError(".metadata holds no state_dict_metadata: not a DCP checkpoint index")
+        # Readable but not a checkpoint index: report what the pickle would run, and no model.
+        graph = ModelGraph(path=str(folder), format=FORMAT, content="none", framework="pytorch")
+        graph.notes.append(
+            "no model found: .metadata holds no state_dict_metadata (not a DCP checkpoint index)"
+        )
+        record_code_references(graph, log)
+        return graph
     planner = state.get("planner_data") if isinstance(state.get("planner_data"), dict) else {}
     items = _Items(folder, _storage_map(state.get("storage_data")))
 

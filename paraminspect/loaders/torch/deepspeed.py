@@ -104,10 +104,12 @@ def load_deepspeed(folder: Path) -> ModelGraph:
         raise LoadError("no DeepSpeed *model_states.pt file in the folder")
     states_file = files[0]
     obj, log, read_scalar = _read(states_file)
-    if not isinstance(obj, dict) or "module" not in obj:
-        raise LoadError(f"{states_file.name} holds no 'module' state dict")
     graph = build_graph(states_file, FORMAT, obj, log, read_scalar)
     graph.path = str(folder)
+    if not isinstance(obj, dict) or "module" not in obj:
+        graph.content = "none"  # what the pickle would run is still reported
+        graph.notes.insert(0, f"no model found: {states_file.name} holds no 'module' state dict")
+        return graph
     graph.framework = "deepspeed"
     graph.content = "checkpoint"
     graph.metadata["folder"] = "deepspeed"
