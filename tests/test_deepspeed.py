@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -72,7 +73,10 @@ def test_broken_model_states_is_one_line_error(tmp_path: Path) -> None:
     assert {f.code for f in report.findings} == {"PI001"} and "\n" not in report.error
 
 
-@pytest.mark.skipif(not has_module("deepspeed"), reason="deepspeed is not installed")
+@pytest.mark.skipif(
+    not has_module("deepspeed") or not os.environ.get("PARAMINSPECT_SLOW"),
+    reason="needs deepspeed and PARAMINSPECT_SLOW=1 (a DeepSpeed run takes about a minute)",
+)
 def test_regenerated_deepspeed_folders_have_the_same_findings(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(FIXTURES / "make_deepspeed.py"), "--out", str(tmp_path)],
