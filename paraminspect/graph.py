@@ -89,6 +89,8 @@ class Tensor:
     trainable_fact: Fact = field(default_factory=Fact)
     #: loader-private handle on the stored tensor record (identity matching); not part of the API
     origin: object | None = field(default=None, repr=False, compare=False)
+    #: other full names of this same stored tensor (tied weights: one tensor, several modules)
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def local_name(self) -> str:

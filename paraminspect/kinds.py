@@ -107,8 +107,39 @@ BUFFER_NAMES = frozenset(
         "token_type_ids",
         "relative_position_index",
         "masked_bias",
+        "window",
+        "mel_filters",
+        "mel_basis",
+        "mel_fb",
+        "melmat",
+        "fbank",
+        "filterbank",
+        "freqs_cis",
+        "cos_cached",
+        "sin_cached",
+        "_float_tensor",
+        "anchor_grid",
     }
 )
+
+#: Name shapes that are buffers by convention: counters and sizes (``n_averaged``, ``n_fft``
+#: stored as tensors), analysis windows (``hann_window``), caches.
+BUFFER_NAME_PATTERN = re.compile(r"^(n|num)_[a-z]|(^|_)window$|_cached$|^(mel|fbank)_")
+
+#: Local names that are parameters by convention (``weight``, ``in_proj_bias``, ``weight_ih_l0``,
+#: ``bias_k``, LayerNorm ``gamma``/``beta``). Anything else in a state dict is a parameter or a
+#: buffer; only an optimizer that covers it, or one that provably does not, can tell.
+PARAMETER_NAME_PATTERN = re.compile(r"(^|_)(weight|bias)(_|\d|$)|^(gamma|beta)$")
+
+
+def is_buffer_name(local: str) -> bool:
+    """Whether a tensor's local name marks it as a buffer by convention."""
+    return local in BUFFER_NAMES or bool(BUFFER_NAME_PATTERN.search(local))
+
+
+def is_parameter_name(local: str) -> bool:
+    """Whether a tensor's local name marks it as a parameter by convention."""
+    return bool(PARAMETER_NAME_PATTERN.search(local))
 
 
 def infer_kinds_from_names(graph: ModelGraph, no_classes: str) -> None:

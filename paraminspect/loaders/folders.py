@@ -43,6 +43,13 @@ def folder_kind(path: Path) -> str | None:
     """``peft``, ``sharded``, ``hf`` or None when ``path`` is not one model stored as a folder."""
     if not path.is_dir():
         return None
+    from .torch.dcp import is_dcp_folder  # framework checkpoint folders
+    from .torch.deepspeed import is_deepspeed_tag_folder
+
+    if is_dcp_folder(path):
+        return "dcp"
+    if is_deepspeed_tag_folder(path):
+        return "deepspeed"
     if (path / "adapter_config.json").is_file() and any(
             (path / name).is_file() for name in ADAPTER_WEIGHTS):
         return "peft"
@@ -57,6 +64,10 @@ def model_files(path: Path) -> set[Path]:
     """The files of a model folder that belong to the model (other files are checked alone)."""
     kind = folder_kind(path)
     files: set[Path] = set()
+    if kind == "deepspeed":  # model and optimizer-partition files of one checkpoint tag
+        from .torch.deepspeed import checkpoint_files
+
+        return checkpoint_files(path)
     if kind == "peft":
         files |= {path / n for n in ADAPTER_WEIGHTS if (path / n).is_file()}
         if _index_files(path) or _single_weights(path):
@@ -81,10 +92,22 @@ def _base_files(path: Path) -> set[Path]:
 def load_folder(path: Path) -> ModelGraph:
     kind = folder_kind(path)
     if kind is None:
+        from .torch.deepspeed import tag_folder  # a DeepSpeed run folder: `latest` names the tag
+
+        kind = "deepspeed" if tag_folder(path) is not None else None
+    if kind is None:
         raise LoadError(
             "a folder that is not a model folder (no *.index.json, no config.json beside "
             "weights, no adapter_config.json + adapter_model.*)"
         )
+    if kind == "dcp":
+        from .torch.dcp import load_dcp
+
+        return load_dcp(path)
+    if kind == "deepspeed":
+        from .torch.deepspeed import load_deepspeed
+
+        return load_deepspeed(path)
     graph = _load_peft(path) if kind == "peft" else _load_base(path)
     _name_from_config(graph, path)
     return graph
@@ -173,6 +196,7 @@ def _merge(graph: ModelGraph, part: ModelGraph, names: set[str] | None = None,
         graph.add_tensor(Tensor(
             name=new_name, layer=layer, role=tensor.role, shape=tensor.shape, dtype=tensor.dtype,
             trainable=tensor.trainable, trainable_fact=tensor.trainable_fact,
+            aliases=[rename.get(a, a) for a in tensor.aliases],
         ))
         source = part.layers.get(tensor.layer)
         target = graph.layers[layer]
@@ -258,6 +282,9 @@ def _name_from_config(graph: ModelGraph, path: Path) -> None:
     config = _read_json(config_file)
     if not isinstance(config, dict):
         return
+    from .tied_config import record_tied_embeddings
+
+    record_tied_embeddings(graph, config)
     architectures = config.get("architectures")
     if isinstance(architectures, list) and architectures and isinstance(architectures[0], str):
         graph.metadata["architecture"] = architectures[0]

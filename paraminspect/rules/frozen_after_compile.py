@@ -16,6 +16,11 @@ STALE_STATE = {
         "zero-filled instead of None (zero_grad(set_to_none=False)), momentum and Adam moments "
         "keep moving them"
     ),
+    "deepspeed": (
+        "DeepSpeed built its flat optimizer partition with them (param_shapes) and lists them as "
+        "frozen now (frozen_param_shapes): the optimizer still steps their slice of the partition, "
+        "so they keep moving"
+    ),
     "keras": (
         "the optimizer was built while they were trainable. Either the model was frozen after "
         "compile() without compiling again, and the cached train step still updates them (a bug), "
@@ -38,7 +43,11 @@ class FrozenAfterCompile(Rule):
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
         for opt in graph.optimizers:
             by_layer: dict[str, list[tuple[str, ParamOptState]]] = {}
+            # Entries that never got state while others stepped are PI303's: never updated.
+            stepped = any(s.has_state for s in opt.tracked.values())
             for name, state in opt.tracked.items():
+                if stepped and not state.has_state:
+                    continue
                 tensor = graph.tensors.get(name)
                 if tensor is not None and tensor.trainable is Trainable.FROZEN:
                     by_layer.setdefault(tensor.layer, []).append((name, state))
@@ -69,6 +78,11 @@ def _issue(
             f"they stopped being stepped at step {listing([f'{x:g}' for x in steps])} of {top:g}: "
             "frozen mid-training while the optimizer kept their momentum state"
         )
+        if fact.source.value != "stored":
+            detail += (
+                " (a step lag can also come from a branch that gets gradients on some steps "
+                "only; the file cannot tell the two apart)"
+            )
     else:
         detail = STALE_STATE.get(graph.framework or "", STALE_STATE["pytorch"])
     groups = {s.group for s in states}

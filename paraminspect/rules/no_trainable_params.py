@@ -34,6 +34,8 @@ class NoTrainableParams(Rule):
         elif any(layer.mode is Mode.TRAIN for layer in graph.layers.values()):
             severity = Severity.WARNING
             why = "the model is in train mode, and a training step would update nothing"
+        elif graph.root.mode is Mode.EVAL:
+            return  # frozen, eval mode, no optimizer: an inference artifact, as intended
         else:
             severity = Severity.INFO
             why = "that is fine for an inference artifact, not for fine-tuning"

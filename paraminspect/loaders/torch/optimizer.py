@@ -56,6 +56,12 @@ _GROUP_SIGNATURES: list[tuple[str, frozenset[str]]] = [
 
 ScalarReader = Callable[[TensorRef], float | None]
 
+#: evidence for optimizer members with no state while others stepped
+NEVER_STEPPED = (
+    "tracked by the optimizer but never received a gradient (frozen before the first step, or "
+    "unused)"
+)
+
 
 @dataclass
 class RawOptimizer:
@@ -159,8 +165,17 @@ def _step(entry: dict[str, Any], read_scalar: ScalarReader) -> float | None:
     return None
 
 
-def align(raw: RawOptimizer, graph: ModelGraph, read_scalar: ScalarReader) -> Optimizer:
-    """Match the optimizer's parameter keys with the graph's parameters and record it."""
+def align(
+    raw: RawOptimizer,
+    graph: ModelGraph,
+    read_scalar: ScalarReader,
+    optional: set[str] | frozenset[str] = frozenset(),
+) -> Optimizer:
+    """Match the optimizer's parameter keys with the graph's parameters and record it.
+
+    ``optional`` names tensors that may be buffers rather than parameters (a state dict cannot
+    tell): a one-to-one positional match is also tried without them.
+    """
     params = graph.parameters()
     opt = Optimizer(name=raw.name, type=raw.type, type_fact=raw.type_fact, size=len(raw.keys))
     for index, group in enumerate(raw.groups):
@@ -203,6 +218,22 @@ def align(raw: RawOptimizer, graph: ModelGraph, read_scalar: ScalarReader) -> Op
                 "shapes",
             ),
         )
+    required = [i for i, p in enumerate(params) if p.name not in optional]
+    if (
+        mapping is None
+        and optional
+        and len(raw.keys) == len(required)
+        and all(s is None or s == params[i].shape for s, i in zip(shapes, required))
+    ):
+        mapping = required
+        opt.alignment, opt.alignment_fact = (
+            "positional",
+            Fact(
+                Source.INFERRED,
+                f"the optimizer holds {len(required)} parameters, as many as the model has tensors "
+                "named like parameters, with matching shapes",
+            ),
+        )
     if mapping is None:
         mapping = unique_shape_embedding(shapes, [p.shape for p in params])
         if mapping is not None:
@@ -212,6 +243,17 @@ def align(raw: RawOptimizer, graph: ModelGraph, read_scalar: ScalarReader) -> Op
                     Source.INFERRED,
                     f"the {len(raw.keys)} optimizer slots match exactly one order-preserving run of "
                     "model parameters by shape",
+                ),
+            )
+    if mapping is None and len(raw.groups) > 1:
+        mapping = _align_groups_by_shape(raw, shapes, params)
+        if mapping is not None:
+            opt.alignment, opt.alignment_fact = (
+                "shape",
+                Fact(
+                    Source.INFERRED,
+                    f"each of the {len(raw.groups)} param groups matches exactly one "
+                    "order-preserving run of model parameters by shape, and no two overlap",
                 ),
             )
     if mapping is None:
@@ -234,6 +276,32 @@ def align(raw: RawOptimizer, graph: ModelGraph, read_scalar: ScalarReader) -> Op
             shape=shapes[position],
         )
     return opt
+
+
+def _align_groups_by_shape(
+    raw: RawOptimizer, shapes: list[tuple[int, ...] | None], params: Sequence[Tensor]
+) -> list[int] | None:
+    """Groups built one after another (a group appended later for a staged unfreeze) each follow
+    the model's order, but not together: match each group alone, uniquely and without overlap."""
+    available = [p.shape for p in params]
+    mapping: list[int | None] = [None] * len(raw.keys)
+    used: set[int] = set()
+    for group in range(len(raw.groups)):
+        positions = [i for i, g in enumerate(raw.key_group) if g == group]
+        if not positions:
+            continue
+        wanted = [shapes[i] for i in positions]
+        if any(w is None for w in wanted):
+            return None
+        found = unique_shape_embedding(wanted, available)
+        if found is None or used.intersection(found):
+            return None
+        used.update(found)
+        for i, index in zip(positions, found):
+            mapping[i] = index
+    if any(m is None for m in mapping):
+        return None
+    return mapping  # type: ignore[return-value]
 
 
 def _hashable(key: Any) -> bool:
@@ -284,6 +352,8 @@ def infer_trainability(graph: ModelGraph) -> None:
     """
     if not graph.optimizers or not all(o.exhaustive for o in graph.optimizers):
         return
+    epochs = graph.metadata.get("epoch")
+    epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
     for param in graph.parameters():
         if param.trainable is not Trainable.UNKNOWN:
             continue
@@ -292,13 +362,14 @@ def infer_trainability(graph: ModelGraph) -> None:
             entry = opt.tracked.get(param.name)
             if entry is None:
                 continue
-            verdict = _verdict_from_optimizer(opt, entry)
+            verdict = _verdict_from_optimizer(opt, entry, epochs)
             if verdict[0] is Trainable.TRAINABLE:
                 break
         if verdict is None:
             verdict = (Trainable.FROZEN, "not tracked by the saved optimizer")
         param.trainable = verdict[0]
-        param.trainable_fact = Fact(Source.INFERRED, verdict[1])
+        source = Source.UNKNOWN if verdict[0] is Trainable.UNKNOWN else Source.INFERRED
+        param.trainable_fact = Fact(source, verdict[1])
 
 
 def max_step(opt: Optimizer) -> float | None:
@@ -306,10 +377,72 @@ def max_step(opt: Optimizer) -> float | None:
     return max(steps) if steps else None
 
 
-def _verdict_from_optimizer(opt: Optimizer, entry: ParamOptState) -> tuple[Trainable, str]:
+def appended_group(opt: Optimizer, entry: ParamOptState) -> str | None:
+    """Why a lagging entry looks like a param group appended later (``add_param_group`` when a
+    staged fine-tuning unfreezes a block), which starts counting late; None if it does not.
+
+    Such a group is not the first, none of its members reached the top step, and they all share
+    one count (they started together), while every earlier group has a member at the top step.
+    """
+    top = max_step(opt)
+    if top is None or entry.group <= 0:
+        return None
+    by_group: dict[int, list[float | None]] = {}
+    for state in opt.tracked.values():
+        if state.has_state:
+            by_group.setdefault(state.group, []).append(state.step)
+    own = by_group.get(entry.group, [])
+    if len(set(own)) != 1 or own[0] is None or own[0] >= top:
+        return None
+    earlier = [g for g in by_group if g < entry.group]
+    if not earlier or not all(top in by_group[g] for g in earlier):
+        return None
+    return (
+        f"its param group {entry.group} as a whole counts {own[0]:g} of {top:g} steps, every "
+        "earlier group reaches the top: a group appended later (add_param_group, staged "
+        "unfreezing) starts counting late, it did not stop"
+    )
+
+
+def intermittent_lag(opt: Optimizer, step: float, epochs: int | None) -> str | None:
+    """Why a step count below the others looks like gradients on some steps only (a branch
+    supervised conditionally, experts picked by a router), not a freeze; None if it does not.
+
+    A freeze stops every frozen parameter at the step it happened, so the lagging counts share
+    one or two values, and a freeze made between epochs stops on an epoch boundary. Many
+    different lagging counts, or a count that stops inside an epoch, point the other way.
+    """
+    top = max_step(opt)
+    if top is None or step >= top:
+        return None
+    lagging = {s.step for s in opt.tracked.values() if s.step is not None and s.step < top}
+    if len(lagging) >= 3:
+        return (
+            f"{len(lagging)} different lagging step counts below {top:g}: gradients that reach "
+            "some parameters on some steps only, not one freeze"
+        )
+    if epochs and epochs > 0 and top % epochs == 0 and top / epochs > 1:
+        per_epoch = top / epochs
+        # The saved epoch may count finished epochs or the running one: allow both.
+        boundaries = {per_epoch, top / (epochs + 1)}
+        if not any(b.is_integer() and step % b == 0 for b in boundaries):
+            return (
+                f"stepped {step:g} times, not a whole number of the {per_epoch:g} steps per epoch "
+                f"({top:g} steps in {epochs} epochs): gradients on some steps only, not a freeze "
+                "made between epochs"
+            )
+    return None
+
+
+def _verdict_from_optimizer(
+    opt: Optimizer, entry: ParamOptState, epochs: int | None = None
+) -> tuple[Trainable, str]:
     top = max_step(opt)
     if entry.has_state:
         if entry.step is not None and top is not None and entry.step < top:
+            why = appended_group(opt, entry) or intermittent_lag(opt, entry.step, epochs)
+            if why is not None:
+                return Trainable.TRAINABLE, f"tracked by the optimizer and {why}"
             return (
                 Trainable.FROZEN,
                 f"its optimizer step count stopped at {entry.step:g} while others reached {top:g}",
@@ -319,5 +452,6 @@ def _verdict_from_optimizer(opt: Optimizer, entry: ParamOptState) -> tuple[Train
             f"tracked by the optimizer, with {', '.join(entry.slots) or 'state'}",
         )
     if any(s.has_state for s in opt.tracked.values()):
-        return Trainable.FROZEN, "tracked by the optimizer but never received a gradient"
+        # Frozen before the first step, or on a branch the loss never reaches: not told apart.
+        return Trainable.UNKNOWN, NEVER_STEPPED
     return Trainable.TRAINABLE, "tracked by the optimizer"

@@ -25,7 +25,7 @@ from ...graph import (
     TensorRole,
     Trainable,
 )
-from ...kinds import BUFFER_NAMES, classify, infer_kinds_from_names
+from ...kinds import classify, infer_kinds_from_names, is_buffer_name, is_parameter_name
 from ...sniff import Sniffed
 from ...zipguard import open_zip, read_entry
 from ..pickle.carriers import walk_zip
@@ -43,6 +43,7 @@ from ..pickle.unpickler import (
     unpickle,
 )
 from . import optimizer as torch_optim
+from . import state_dict_evidence
 
 #: where checkpoints keep the model, most specific first
 MODEL_KEYS = (
@@ -69,7 +70,21 @@ ScalarReader = Callable[[TensorRef], "float | None"]
 
 # -- entry points --------------------------------------------------------------------------------
 def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
-    prefix = sniffed.detail["prefix"]
+    notes: list[str] = []
+    obj, log, read_scalar = read_zip(path, sniffed.detail["prefix"], notes)
+    graph = as_data_unless_model(build_graph(path, "pytorch", obj, log, read_scalar), obj)
+    graph.notes.extend(notes)
+    return graph
+
+
+def read_zip(
+    path: Path, prefix: str, notes: list[str] | None = None
+) -> tuple[Any, GlobalLog, ScalarReader]:
+    """The walked pickle of a torch zip file, its global log and a reader for 0-d tensors.
+
+    Other pickles in the archive are scanned too (their findings land in the log); what could not
+    be scanned is added to ``notes``.
+    """
     log = GlobalLog()
     graph = ModelGraph(path=str(path), format="pytorch", framework="pytorch")
     try:
@@ -92,7 +107,8 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
             try:
                 walk_zip(archive, log, DEFAULT_LIMITS, skip=info)
             except LoadError as exc:
-                graph.notes.append(f"another entry of the archive could not be scanned: {exc}")
+                if notes is not None:
+                    notes.append(f"another entry of the archive could not be scanned: {exc}")
         obj, unpickler = unpickle(data, log)
     except LoadError as exc:
         raise with_partial(exc, graph, log) from None
@@ -115,7 +131,7 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
             return None
         return _decode_scalar(raw, ref.dtype)
 
-    return as_data_unless_model(build_graph(path, "pytorch", obj, log, read_scalar), obj)
+    return obj, log, read_scalar
 
 
 def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -251,11 +267,12 @@ def build_graph(
 ) -> ModelGraph:
     graph = ModelGraph(path=str(path), format=fmt, framework="pytorch")
     model, model_key, optimizers = _locate(obj, graph)
+    undecided: set[str] = set()
     if is_module(model):
         _add_module(graph, "", model, set(), {})
         graph.content = graph.content if model_key else "module"
     elif is_state_dict(model):
-        _add_state_dict(graph, model)
+        undecided = _add_state_dict(graph, model)
         graph.content = graph.content if model_key else "state_dict"
     else:
         graph.content = "none"
@@ -265,8 +282,10 @@ def build_graph(
 
     for name, value in optimizers:
         raw = torch_optim.parse(name, value)
-        graph.optimizers.append(torch_optim.align(raw, graph, read_scalar))
+        graph.optimizers.append(torch_optim.align(raw, graph, read_scalar, optional=undecided))
+    state_dict_evidence.settle_roles(graph, undecided)
     torch_optim.infer_trainability(graph)
+    state_dict_evidence.infer_bn_train_mode(graph, read_scalar)
     record_code_references(graph, log)
     graph.order = list(graph.layers)
     return graph
@@ -340,27 +359,37 @@ def _tensor_from_ref(
     return graph.add_tensor(tensor)
 
 
-def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> None:
+def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> set[str]:
+    """Add a state dict's tensors; returns the names whose role (parameter or buffer) only an
+    optimizer can decide: float tensors named neither like a parameter nor like a buffer."""
+    undecided: set[str] = set()
     names = [k for k, v in state_dict.items() if isinstance(v, TensorRef)]
     if names and all(n.startswith("module.") for n in names):
         graph.stripped_prefix = "module."
         graph.notes.append("'module.' prefix of DataParallel/DDP removed from names")
-    seen: dict[int, str] = {}
+    seen: dict[Any, str] = {}
     for key in names:
         ref = state_dict[key]
         name = key[len(graph.stripped_prefix) :]
-        if id(ref) in seen:  # tied weights: one tensor, like model.parameters() dedups it
-            graph.notes.append(f"{name} is the same tensor as {seen[id(ref)]}")
+        owner = seen.get(id(ref)) or seen.get(_storage_identity(ref))
+        if owner is not None:  # tied weights: one tensor, like model.parameters() dedups it
+            graph.notes.append(f"{name} is the same tensor as {owner}")
+            graph.tensors[owner].aliases.append(name)
             continue
         seen[id(ref)] = name
+        if _storage_identity(ref) is not None:
+            seen[_storage_identity(ref)] = name
         layer, _, local = name.rpartition(".")
-        is_buffer = local in BUFFER_NAMES or (
+        is_buffer = is_buffer_name(local) or (
             ref.dtype is not None and ref.dtype not in FLOAT_DTYPES
         )
         # keep_vars=True state dicts keep Parameters: then the role and requires_grad are stored.
         role = TensorRole.BUFFER if is_buffer and not ref.is_parameter else TensorRole.PARAMETER
         _tensor_from_ref(graph, name, layer, ref, role, role_stored=ref.is_parameter)
+        if role is TensorRole.PARAMETER and not ref.is_parameter and not is_parameter_name(local):
+            undecided.add(name)
     infer_kinds_from_names(graph, "a state dict stores no layer classes")
+    return undecided
 
 
 def _add_module(
@@ -416,11 +445,20 @@ def _add_unique(
 ) -> Tensor | None:
     """Add a tensor once: a tied weight appears once, as in ``model.parameters()``."""
     name = f"{layer}.{local}" if layer else local
-    if id(ref) in seen:
-        graph.notes.append(f"{name} is the same tensor as {seen[id(ref)]}")
+    owner = seen.get(id(ref))
+    if owner is not None:
+        graph.notes.append(f"{name} is the same tensor as {owner}")
+        graph.tensors[owner].aliases.append(name)
         return None
     seen[id(ref)] = name
     return _tensor_from_ref(graph, name, layer, ref, role, role_stored=True)
+
+
+def _storage_identity(ref: TensorRef) -> tuple[str, int, tuple[int, ...]] | None:
+    """Two records over the same bytes (storage key, offset, shape) are one tensor stored twice."""
+    if ref.storage is None or ref.shape is None or not ref.shape:
+        return None
+    return (f"storage:{ref.storage.key}", ref.offset, ref.shape)
 
 
 def _items(value: Any) -> list[tuple[str, Any]]:
