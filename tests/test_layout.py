@@ -140,6 +140,9 @@ def test_legend_uses_the_terms_of_the_format() -> None:
     assert "requires_grad" in torch_map
     keras = in_terminal(["show", "fixtures/keras/fn_clean.keras"], 120, ROOT)
     assert "trainable flags" in keras and "requires_grad" not in keras
+    report = in_terminal(["check", "fixtures/onnx/cnn_legacy_eval.onnx"], 120, ROOT)
+    assert "? = trainability not stored in the file (onnx)" in report
+    assert "state dict" not in report
     # the nested Keras model, frozen and alike throughout, is folded into one line
     assert "base Functional  frozen  eval  120 params  (5 layers below, all alike)" in keras
 

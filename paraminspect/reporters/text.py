@@ -223,7 +223,9 @@ def _render_summary(out: _Out, report: Report) -> None:
     if any(
         f.summary.trainability == "unknown" and not f.error and not f.skipped for f in report.files
     ):
-        out.wrapped(
-            "? = trainability not stored in the file (a plain state dict without optimizer "
-            "state)", style="dim",
-        )
+        formats = sorted({
+            str(f.format) for f in report.files
+            if f.summary.trainability == "unknown" and not f.error and not f.skipped
+        })
+        out.wrapped(f"? = trainability not stored in the file ({', '.join(formats)})",
+                    style="dim")
