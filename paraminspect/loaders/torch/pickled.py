@@ -39,6 +39,7 @@ from ..pickle.unpickler import (
     unpickle,
 )
 from . import optimizer as torch_optim
+from .companions import companion_kind
 
 #: where checkpoints keep the model, most specific first
 MODEL_KEYS = (
@@ -65,7 +66,34 @@ ScalarReader = Callable[[TensorRef], "float | None"]
 
 # -- entry points --------------------------------------------------------------------------------
 def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
-    prefix = sniffed.detail["prefix"]
+    obj, log, read_scalar = _read_zip(path, sniffed.detail["prefix"])
+    return build_graph(path, "pytorch", obj, log, read_scalar)
+
+
+def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
+    obj, log, read_scalar = _read_legacy(path)
+    return build_graph(path, "pytorch-legacy", obj, log, read_scalar)
+
+
+def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
+    """A bare pickle (``pickle.dump`` of a model or dict): walked the same way, storages absent."""
+    obj, log, read_scalar = _read_plain(path)
+    return build_graph(path, "pickle", obj, log, read_scalar)
+
+
+def read_pickle(path: Path, sniffed: Sniffed) -> tuple[Any, GlobalLog, ScalarReader]:
+    """The unpickled object of any ``torch.save``/pickle file (stubs, no tensor bytes), the
+    globals it names, and a reader for 0-d tensors such as optimizer ``step`` counters."""
+    if sniffed.format == "pytorch":
+        return _read_zip(path, sniffed.detail["prefix"])
+    if sniffed.format == "pytorch-legacy":
+        return _read_legacy(path)
+    if sniffed.format == "pickle":
+        return _read_plain(path)
+    raise LoadError(f"a {sniffed.format} file, not a torch.save or pickle file")
+
+
+def _read_zip(path: Path, prefix: str) -> tuple[Any, GlobalLog, ScalarReader]:
     try:
         with zipfile.ZipFile(path) as archive:
             data = archive.read(f"{prefix}/data.pkl")
@@ -95,10 +123,10 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
             return None
         return _decode_scalar(raw, ref.dtype)
 
-    return build_graph(path, "pytorch", obj, log, read_scalar)
+    return obj, log, read_scalar
 
 
-def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
+def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
     log = GlobalLog()
     try:
         handle = open(path, "rb")
@@ -127,15 +155,14 @@ def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
             f.seek(start + ref.offset * size)
             return _decode_scalar(f.read(size), ref.dtype)
 
-    return build_graph(path, "pytorch-legacy", obj, log, read_scalar)
+    return obj, log, read_scalar
 
 
-def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
-    """A bare pickle (``pickle.dump`` of a model or dict): walked the same way, storages absent."""
+def _read_plain(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
     log = GlobalLog()
     with open(path, "rb") as handle:
         obj, _ = unpickle(handle, log)
-    return build_graph(path, "pickle", obj, log, lambda ref: None)
+    return obj, log, lambda ref: None
 
 
 # -- storage bookkeeping -------------------------------------------------------------------------
@@ -216,6 +243,12 @@ def build_graph(
     elif is_state_dict(model):
         _add_state_dict(graph, model)
         graph.content = graph.content if model_key else "state_dict"
+    elif companion_kind(obj) is not None:
+        # a training run's side file (arguments, scheduler, RNG state): no model, not broken
+        graph.content = f"training-state ({companion_kind(obj)})"
+        graph.notes.append(
+            f"a training run's {companion_kind(obj)} file, not a model: check its run folder"
+        )
     else:
         graph.content = "none"
         graph.notes.append(f"no model found: the file holds {_describe(obj)}")

@@ -1,4 +1,4 @@
-"""Model folders: one model stored as several files.
+"""Weights folders: one model's weights stored as one or several files.
 
 * sharded checkpoints: ``*.index.json`` (``model.safetensors.index.json``,
   ``pytorch_model.bin.index.json``) whose ``weight_map`` names the shard of every tensor;
@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError
-from ..graph import Fact, LayerKind, ModelGraph, OrderSource, Source, Tensor, Trainable
+from ...errors import LoadError
+from ...graph import Fact, LayerKind, ModelGraph, OrderSource, Source, Tensor, Trainable
 
 INDEX_PREFERENCE = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")
@@ -78,9 +78,21 @@ def _base_files(path: Path) -> set[Path]:
     return {single} if single else set()
 
 
-def load_folder(path: Path) -> ModelGraph:
+def has_weights(path: Path) -> bool:
+    """Whether ``path`` holds model weights in one of the layouts read here (config or not)."""
+    return folder_kind(path) is not None or _single_weights(path) is not None
+
+
+def weights_files(path: Path) -> set[Path]:
+    """The weight files of ``path`` (adapter, shards or the single file), whatever the layout."""
+    return model_files(path) if folder_kind(path) else (
+        {_single_weights(path)} if _single_weights(path) else set())  # type: ignore[misc]
+
+
+def load(path: Path) -> ModelGraph:
+    """The weights of ``path`` as one graph (PEFT adapter, shards, or the single weights file)."""
     kind = folder_kind(path)
-    if kind is None:
+    if kind is None and _single_weights(path) is None:
         raise LoadError(
             "a folder that is not a model folder (no *.index.json, no config.json beside "
             "weights, no adapter_config.json + adapter_model.*)"
@@ -109,7 +121,7 @@ def _read_index(index: Path) -> dict[str, str]:
 
 
 def _load_file(file: Path) -> ModelGraph:
-    from . import load  # the registry: each shard goes to the loader of its own format
+    from .. import load  # the registry: each shard goes to the loader of its own format
 
     try:
         return load(file)
