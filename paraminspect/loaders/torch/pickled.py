@@ -211,7 +211,32 @@ def _decode_scalar(raw: bytes, dtype: str | None) -> float | None:
 
 
 # -- interpretation ------------------------------------------------------------------------------
+#: ``torch.compile`` wrapper, pickled as ``OptimizedModule(original_module, dynamo_context)``
+COMPILED_MODULE = "torch._dynamo.eval_frame.OptimizedModule"
+#: the attribute name the wrapper keeps the real module under (and the prefix in its state dict)
+COMPILED_PREFIX = "_orig_mod."
+
+
+def unwrap_compiled(value: Any) -> Any:
+    """The user's module inside a ``torch.compile`` wrapper (the wrapper holds nothing else)."""
+    while isinstance(value, Stub) and value.target() == COMPILED_MODULE:
+        inner = value._pi_args[0] if value._pi_args else value.state_dict.get("_modules", {}).get(
+            "_orig_mod")
+        if inner is None:
+            return value
+        value = inner
+    return value
+
+
+def strip_compiled(name: str) -> str:
+    """A state-dict name without the ``_orig_mod.`` segments ``torch.compile`` adds."""
+    if COMPILED_PREFIX not in name:
+        return name
+    return ".".join(part for part in name.split(".") if part != "_orig_mod")
+
+
 def is_module(value: Any) -> bool:
+    value = unwrap_compiled(value)
     if not isinstance(value, Stub):
         return False
     state = value.state_dict
@@ -237,6 +262,10 @@ def build_graph(
 ) -> ModelGraph:
     graph = ModelGraph(path=str(path), format=fmt, framework="pytorch")
     model, model_key, optimizers = _locate(obj, graph)
+    if is_module(model) and unwrap_compiled(model) is not model:
+        graph.notes.append("torch.compile wrapper (OptimizedModule) unwrapped to the original module")
+        graph.metadata["compiled"] = True
+        model = unwrap_compiled(model)
     if is_module(model):
         _add_module(graph, "", model, set(), {})
         graph.content = graph.content if model_key else "module"
@@ -257,6 +286,7 @@ def build_graph(
 
     for name, value in optimizers:
         raw = torch_optim.parse(name, value)
+        raw.names = [None if n is None else strip_compiled(n) for n in raw.names]
         graph.optimizers.append(torch_optim.align(raw, graph, read_scalar))
     torch_optim.infer_trainability(graph)
     record_code_references(graph, log)
@@ -337,10 +367,13 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> None:
     if names and all(n.startswith("module.") for n in names):
         graph.stripped_prefix = "module."
         graph.notes.append("'module.' prefix of DataParallel/DDP removed from names")
+    if any(COMPILED_PREFIX in n for n in names):
+        graph.metadata["compiled"] = True
+        graph.notes.append("'_orig_mod.' of torch.compile removed from names")
     seen: dict[int, str] = {}
     for key in names:
         ref = state_dict[key]
-        name = key[len(graph.stripped_prefix) :]
+        name = strip_compiled(key[len(graph.stripped_prefix) :])
         if id(ref) in seen:  # tied weights: one tensor, like model.parameters() dedups it
             graph.notes.append(f"{name} is the same tensor as {seen[id(ref)]}")
             continue
@@ -391,6 +424,7 @@ def _add_module(
     for local, child in _items(state.get("_modules")):
         if not is_module(child):
             continue
+        child = unwrap_compiled(child)  # a submodule compiled on its own
         child_path = f"{path}.{local}" if path else str(local)
         if id(child) in seen:
             graph.notes.append(f"{child_path} is the same module object as one seen before")
