@@ -10,8 +10,9 @@ slot tensors (``exp_avg``, ``momentum_buffer``):
   in any order gives the same verdicts: exact;
 * when the weights keep registration order and the optimizer followed it, a unique
   order-preserving shape match is exact too;
-* otherwise the parameters concerned stay *ambiguous*: their trainability stays unknown and a note
-  says why, instead of a guess.
+* otherwise the parameters concerned stay *ambiguous*: their slots are recorded under one possible
+  assignment (so the optimizer's step counters all count), but their trainability stays unknown
+  and a note says why, instead of a guess.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ def match_bucket(
     for shape in ambiguous_shapes:
         names = by_shape[shape] if shape is not None else leftover
         result.ambiguous.extend(n for n in names if n not in result.names.values())
+        # One possible assignment keeps every slot's step visible (the optimizer's clock); the
+        # names stay ambiguous, so their trainability is left unknown.
+        group = slots_by_shape.get(shape, [])
+        result.names.update({s.position: n for s, n in zip(group, names)})
         if shape is None:
             result.reasons.append(
                 f"{len(stateless)} optimizer slots hold no state (no shape to match) among "

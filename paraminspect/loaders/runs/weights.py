@@ -12,6 +12,7 @@ Each file is read by the loader of its own format; this module only merges graph
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,38 @@ def _name_from_config(graph: ModelGraph, path: Path) -> None:
     for key in ("model_type", "transformers_version", "torch_dtype", "dtype"):
         if isinstance(config.get(key), str):
             graph.metadata[key] = config[key]
+    if not graph.order and isinstance(architectures, list) and architectures:
+        _order_from_config(graph, str(architectures[0]), str(config.get("model_type") or ""))
+
+
+#: names transformers gives the base model inside a task model (``base_model_prefix``)
+BASE_MODEL_NAMES = ("model", "transformer", "base_model", "backbone")
+
+
+def _natural(path: str) -> list[tuple[int, int | str]]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in path.split(".")]
+
+
+def _order_from_config(graph: ModelGraph, architecture: str, model_type: str) -> None:
+    """Registration order of a transformers task model whose weights keep none (safetensors).
+
+    A ``*For<Task>`` model registers its base model (``base_model_prefix``: the model type or a
+    generic name) before the task head, so the head's layers come last. Inside each part the
+    order is taken from the names (numbered blocks in number order).
+    """
+    if not re.search(r"For[A-Z]", architecture):
+        return
+    top = graph.root.children
+    base_names = {model_type.replace("-", "_"), *BASE_MODEL_NAMES}
+    base = [c for c in top if c in base_names]
+    heads = [c for c in top if c not in base_names]
+    if len(base) != 1 or not heads:
+        return
+    def subtree(path: str) -> list[str]:
+        return sorted((layer.path for layer in graph.walk(path)), key=_natural)
+
+    graph.order = ["", *subtree(base[0]), *(p for head in sorted(heads) for p in subtree(head))]
+    graph.order_source = OrderSource.REGISTRATION
+    graph.notes.append(
+        f"layer order: {architecture} registers its base model ({base[0]}) before its task head "
+        f"({', '.join(sorted(heads))}); inside each, order taken from the names")

@@ -272,6 +272,9 @@ def build_graph(
     elif is_state_dict(model):
         _add_state_dict(graph, model)
         graph.content = graph.content if model_key else "state_dict"
+    elif graph.content == "optimizer":
+        graph.notes.append("an optimizer's state without its model: check the folder that "
+                           "holds both")
     elif companion_kind(obj) is not None:
         # a training run's side file (arguments, scheduler, RNG state): no model, not broken
         graph.content = f"training-state ({companion_kind(obj)})"
@@ -284,11 +287,14 @@ def build_graph(
     if model_key:
         graph.notes.append(f"model read from checkpoint key {model_key!r}")
 
-    for name, value in optimizers:
-        raw = torch_optim.parse(name, value)
-        raw.names = [None if n is None else strip_compiled(n) for n in raw.names]
-        graph.optimizers.append(torch_optim.align(raw, graph, read_scalar))
-    torch_optim.infer_trainability(graph)
+    from ..runs.checkpoints import attach_optimizers  # frameworks that say how they built it
+
+    if not attach_optimizers(graph, obj, optimizers, read_scalar):
+        for name, value in optimizers:
+            raw = torch_optim.parse(name, value)
+            raw.names = [None if n is None else strip_compiled(n) for n in raw.names]
+            graph.optimizers.append(torch_optim.align(raw, graph, read_scalar))
+        torch_optim.infer_trainability(graph)
     record_code_references(graph, log)
     graph.order = list(graph.layers)
     return graph
