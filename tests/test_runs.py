@@ -47,6 +47,11 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "accelerate_clean": set(),
     "lightning_finetune_frozen_after_optim.ckpt": {("PI301", "head.0", W)},
     "lightning_finetune_clean.ckpt": set(),  # the backbone's appended group starts late by design
+    "timm_frozen_after_optim.pth.tar": {("PI301", layer, W) for layer in
+                                        ("conv1.0", "conv1.1", "conv1.3", "conv1.4", "conv1.6")},
+    "timm_clean.pth.tar": set(),
+    "ultralytics_head_frozen.pt": {("PI102", "model.4", W)},  # freeze=[4]: the Detect head
+    "ultralytics_clean.pt": set(),  # the saved EMA is frozen and in eval mode by design
     "compile_whole_clean.pt": set(),
     "compile_whole_head_frozen.pt": {("PI102", "head", W)},
     "compile_ckpt_clean.pt": set(),
@@ -170,3 +175,26 @@ def test_a_corrupt_companion_is_named(tmp_path: Path) -> None:
     with pytest.raises(LoadError, match=r"^scheduler\.pt: "):
         load(folder)
     assert {f[0] for f in findings(folder)} == {"PI001"}
+
+
+def test_timm_replay_uses_the_model_not_the_ema() -> None:
+    graph = load(RUNS / "timm_frozen_after_optim.pth.tar")
+    assert graph.metadata["framework_layout"] == "timm"
+    (opt,) = graph.optimizers
+    assert opt.alignment == "replay" and opt.exhaustive
+    assert [g.weight_decay for g in opt.groups] == [0.0, 0.05]  # no-decay group first
+    assert opt.tracked["fc.weight"].group == 1 and opt.tracked["fc.bias"].group == 0
+    assert not any("ema" in name for name in graph.tensors)
+
+
+def test_ultralytics_trainability_comes_from_the_freeze_list() -> None:
+    clean = load(RUNS / "ultralytics_clean.pt")
+    assert all(p.trainable is Trainable.TRAINABLE for p in clean.parameters()
+               if ".dfl" not in p.name)
+    assert all(layer.mode.value == "unknown" for layer in clean.layers.values())
+    assert clean.optimizers and not clean.optimizers[0].aligned
+    frozen = load(RUNS / "ultralytics_head_frozen.pt")  # the stripped final file
+    assert frozen.metadata["freeze"] == [4]
+    head = frozen.tensors["model.4.cv2.0.0.conv.weight"]
+    assert head.trainable is Trainable.FROZEN and "freeze" in head.trainable_fact.evidence
+    assert frozen.tensors["model.0.conv.weight"].trainable is Trainable.TRAINABLE
