@@ -80,16 +80,17 @@ def make_folder(folder: Path) -> Path:
     return checkpoint
 
 
-def time_v(argv: list[str]) -> tuple[float, float, int]:
-    """(wall s, peak RSS MB, exit code) of one process under /usr/bin/time -v."""
+def time_v(argv: list[str]) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, peak RSS MB, exit code) of one process under /usr/bin/time -v."""
     proc = subprocess.run(["/usr/bin/time", "-v", *argv], capture_output=True, text=True)
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    cpu = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
     if wall is None or rss is None:
         raise RuntimeError(proc.stderr[-500:])
     hours, minutes, seconds = wall.groups()
     total = int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
-    return total, int(rss.group(1)) / 1024, proc.returncode
+    return total, sum(map(float, cpu)), int(rss.group(1)) / 1024, proc.returncode
 
 
 def main() -> None:
@@ -110,12 +111,11 @@ def main() -> None:
             "torch.load + safetensors load_file": [sys.executable, "-c", TORCH_LOAD,
                                                    str(checkpoint)],
         }
-        print(f"{'reader':<38} {'wall s':>8} {'peak MB':>9} {'exit':>5}")
+        print(f"{'reader':<38} {'wall s':>8} {'cpu s':>7} {'peak MB':>9} {'exit':>5}")
         for label, argv in runs.items():
             results = [time_v(argv) for _ in range(args.repeat)]
-            wall = statistics.median(r[0] for r in results)
-            rss = statistics.median(r[1] for r in results)
-            print(f"{label:<38} {wall:8.3f} {rss:9.1f} {results[0][2]:>5}")
+            wall, cpu, rss = (statistics.median(r[i] for r in results) for i in range(3))
+            print(f"{label:<38} {wall:8.3f} {cpu:7.3f} {rss:9.1f} {results[0][3]:>5}")
         out = subprocess.run([sys.executable, "-c", READ_BYTES, str(checkpoint)],
                              capture_output=True, text=True, check=True).stdout.strip()
         read, rest = out.split(" ", 1)

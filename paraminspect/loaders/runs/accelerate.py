@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from ...graph import ModelGraph
-from . import fuse, parts, weights
+from . import weights
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIMIZER = re.compile(r"optimizer(_\d+)?\.bin$")
@@ -49,6 +49,8 @@ def files(path: Path) -> set[Path]:
 
 
 def load(path: Path) -> ModelGraph:
+    from . import fuse, parts  # the readers load only when a run folder is met
+
     graph = weights.load(path)
     graph.path = str(path)
     graph.metadata["folder"] = "accelerate-state"

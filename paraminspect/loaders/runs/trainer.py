@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...graph import LayerKind, ModelGraph
-from ..torch.companions import training_args_facts
-from ..torch.optimizer import RawOptimizer
-from . import fuse, parts, weights
+from . import weights
+
+if TYPE_CHECKING:  # the readers load only when a run folder is met
+    from ..torch.optimizer import RawOptimizer
+    from .fuse import Bucket
 
 OPTIMIZER = "optimizer.pt"
 STATE = "trainer_state.json"
@@ -47,6 +50,8 @@ def files(path: Path) -> set[Path]:
 
 
 def load(path: Path) -> ModelGraph:
+    from . import fuse, parts
+
     graph = weights.load(path)
     graph.path = str(path)
     graph.metadata["folder"] = "trainer-checkpoint"
@@ -75,6 +80,9 @@ def load(path: Path) -> ModelGraph:
 
 def read_companions(graph: ModelGraph, path: Path) -> None:
     """Trainer progress and arguments into ``graph.metadata``; every side pickle read safely."""
+    from ..torch.companions import training_args_facts
+    from . import parts
+
     state_file = path / STATE
     if state_file.is_file():
         state = parts.read_json(state_file)
@@ -113,7 +121,9 @@ def _ordered(graph: ModelGraph) -> bool:
     return graph.format != "safetensors" and bool(graph.order)
 
 
-def _buckets(graph: ModelGraph, raw: RawOptimizer) -> tuple[list[fuse.Bucket], str]:
+def _buckets(graph: ModelGraph, raw: RawOptimizer) -> tuple[list[Bucket], str]:
+    from . import fuse
+
     # Flags stored with the weights describe the end of the run, not the moment the optimizer
     # was built, so every parameter is a candidate.
     candidates = [p.name for p in graph.parameters()]

@@ -97,8 +97,8 @@ def _read_zip(path: Path, prefix: str) -> tuple[Any, GlobalLog, ScalarReader]:
     try:
         with zipfile.ZipFile(path) as archive:
             data = archive.read(f"{prefix}/data.pkl")
-            sizes = {
-                info.filename[len(prefix) + 6 :]: info.file_size
+            members = {
+                info.filename[len(prefix) + 6 :]: info
                 for info in archive.infolist()
                 if info.filename.startswith(f"{prefix}/data/")
             }
@@ -106,24 +106,39 @@ def _read_zip(path: Path, prefix: str) -> tuple[Any, GlobalLog, ScalarReader]:
         raise LoadError(f"corrupt zip archive ({exc})") from None
     log = GlobalLog()
     obj, unpickler = unpickle(data, log)
-    check_storages(unpickler.storages, sizes)
+    check_storages(unpickler.storages, {key: info.file_size for key, info in members.items()})
 
     def read_scalar(ref: TensorRef) -> float | None:
         if ref.storage is None or ref.dtype not in DTYPE_SIZES:
             return None
+        info = members.get(ref.storage.key)
         size = DTYPE_SIZES[ref.dtype]
+        if info is None or (ref.offset + 1) * size > info.file_size:
+            return None
         try:
-            with (
-                zipfile.ZipFile(path) as archive,
-                archive.open(f"{prefix}/data/{ref.storage.key}") as member,
-            ):
-                member.seek(ref.offset * size)
-                raw = member.read(size)
-        except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+            raw = _read_member_bytes(path, info, ref.offset * size, size)
+        except (OSError, zipfile.BadZipFile, ValueError, zlib.error):
             return None
         return _decode_scalar(raw, ref.dtype)
 
     return obj, log, read_scalar
+
+
+def _read_member_bytes(path: Path, info: zipfile.ZipInfo, start: int, size: int) -> bytes:
+    """``size`` bytes at ``start`` inside one zip member, without re-reading the central
+    directory (an optimizer has one ``step`` counter per parameter)."""
+    if info.compress_type != zipfile.ZIP_STORED:  # torch.save never compresses; others might
+        with zipfile.ZipFile(path) as archive, archive.open(info) as member:
+            member.seek(start)
+            return member.read(size)
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        header = handle.read(30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile("bad local file header")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length + start)
+        return handle.read(size)
 
 
 def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
