@@ -37,14 +37,14 @@ torch.load(folder + "/optimizer.pt")
 """
 
 READ_BYTES = """
-import sys
+import sys, time
 from paraminspect.engine import check_paths
 def rchar():
     return int(next(l.split()[1] for l in open("/proc/self/io") if l.startswith("rchar")))
-before = rchar()
+before, cpu = rchar(), time.process_time()
 report = check_paths([sys.argv[1]])
-after = rchar()
-print(after - before, [(f.code, f.location) for r in report.files for f in r.findings],
+cpu, after = time.process_time() - cpu, rchar()
+print(after - before, f"{cpu:.3f}", [(f.code, f.location) for r in report.files for f in r.findings],
       [r.error for r in report.files])
 """
 
@@ -118,9 +118,9 @@ def main() -> None:
             print(f"{label:<38} {wall:8.3f} {cpu:7.3f} {rss:9.1f} {results[0][3]:>5}")
         out = subprocess.run([sys.executable, "-c", READ_BYTES, str(checkpoint)],
                              capture_output=True, text=True, check=True).stdout.strip()
-        read, rest = out.split(" ", 1)
-        print(f"bytes read while checking: {int(read):,} of {sum(sizes.values()):,} "
-              f"in the folder; findings/errors: {rest}")
+        read, cpu, rest = out.split(" ", 2)
+        print(f"checking alone (imports excluded): {cpu} s CPU, {int(read):,} bytes read of "
+              f"{sum(sizes.values()):,} in the folder; findings/errors: {rest}")
     finally:
         if not args.keep and args.dir.exists():
             shutil.rmtree(args.dir)
