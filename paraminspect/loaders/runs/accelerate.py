@@ -2,7 +2,8 @@
 
 Files: ``model.safetensors`` (``pytorch_model.bin`` with ``safe_serialization=False``;
 ``model_1.safetensors``... for further prepared models), ``optimizer.bin`` (``optimizer_1.bin``...),
-``scheduler*.bin``, ``random_states_<process>.pkl``, ``scaler.pt``, ``custom_checkpoint_<i>.pkl``;
+``scheduler*.bin``, ``random_states_<process>.pkl``, ``scaler.pt``, ``custom_checkpoint_<i>.pkl``
+(objects registered with ``register_for_checkpointing``: read safely, kept as parts of the run);
 every ``.bin``/``.pkl`` is a ``torch.save`` file. The optimizer is the user's own, so there is no
 group convention: its slots are matched over all parameters of the first model by shape (and by
 registration order when the weights keep it). No global step is stored: ``random_states`` counts
@@ -20,7 +21,7 @@ from . import weights
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin")
 OPTIMIZER = re.compile(r"optimizer(_\d+)?\.bin$")
 SIDE = re.compile(r"(scheduler(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt|sampler(_\d+)?\.bin"
-                  r"|dl_state_dict(_\d+)?\.bin)$")
+                  r"|dl_state_dict(_\d+)?\.bin|custom_checkpoint_\d+\.pkl)$")
 
 
 def kind(path: Path) -> str | None:
@@ -53,7 +54,7 @@ def load(path: Path) -> ModelGraph:
 
     graph = weights.load(path)
     graph.path = str(path)
-    graph.metadata["folder"] = "accelerate-state"
+    graph.metadata["run_layout"] = "accelerate"
     graph.content = "training-checkpoint"
     others = sorted(p.name for p in path.glob("model_*.safetensors")) + sorted(
         p.name for p in path.glob("pytorch_model_*.bin"))

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...graph import LayerKind, ModelGraph
+from ...graph import LayerKind, ModelGraph, Trainable
 from . import weights
 
 if TYPE_CHECKING:  # the readers load only when a run folder is met
@@ -54,7 +54,7 @@ def load(path: Path) -> ModelGraph:
 
     graph = weights.load(path)
     graph.path = str(path)
-    graph.metadata["folder"] = "trainer-checkpoint"
+    graph.metadata["run_layout"] = "trainer"
     graph.metadata["weights_folder"] = weights.folder_kind(path) or "single"
     graph.content = "training-checkpoint"
     read_companions(graph, path)
@@ -127,6 +127,9 @@ def _buckets(graph: ModelGraph, raw: RawOptimizer) -> tuple[list[Bucket], str]:
     # Flags stored with the weights describe the end of the run, not the moment the optimizer
     # was built, so every parameter is a candidate.
     candidates = [p.name for p in graph.parameters()]
+    if graph.metadata.get("weights_folder") == "peft":
+        # PEFT freezes the base model before the Trainer sees it: only adapter weights are listed
+        candidates = [p.name for p in graph.parameters() if p.trainable is Trainable.TRAINABLE]
     if len(raw.groups) != 2 or raw.groups[1].get("weight_decay") not in (0, 0.0):
         return [fuse.Bucket(list(range(len(raw.groups))), candidates)], (
             f"a custom optimizer ({len(raw.groups)} groups), matched over all parameters")
