@@ -12,7 +12,7 @@ from .errors import LoadError, NotAModel, Skip
 from .findings import FileReport, Finding, Report, Summary, group_findings
 from .graph import ModelGraph, Source, Trainable
 from .loaders import MODEL_SUFFIXES, load
-from .loaders.folders import folder_kind, model_files
+from .loaders.runs import folder_kind, model_files
 from .rules import all_rules
 from .rules.base import Issue
 from .rules.unreadable_file import UnreadableFile

@@ -41,7 +41,7 @@ def load(path: str | Path) -> ModelGraph:
     """Read the model at ``path`` into a graph. Raises LoadError or Skip."""
     path = Path(path)
     if path.is_dir():  # one model stored as a folder (shards, HF config + weights, PEFT adapter)
-        from .folders import load_folder
+        from .runs import load_folder
 
         return load_folder(path)
     sniffed = sniff(path)

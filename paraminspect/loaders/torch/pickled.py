@@ -44,6 +44,7 @@ from ..pickle.unpickler import (
 )
 from . import optimizer as torch_optim
 from . import state_dict_evidence
+from .companions import companion_kind
 
 #: where checkpoints keep the model, most specific first
 MODEL_KEYS = (
@@ -77,6 +78,43 @@ def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
     return graph
 
 
+def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
+    obj, log, read_scalar = _read_legacy(path)
+    return as_data_unless_model(build_graph(path, "pytorch-legacy", obj, log, read_scalar), obj)
+
+
+def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
+    """A bare pickle (``pickle.dump`` of a model or dict): walked the same way, storages absent."""
+    obj, log, read_scalar = _read_plain(path)
+    return as_data_unless_model(build_graph(path, "pickle", obj, log, read_scalar), obj)
+
+
+def as_data_unless_model(graph: ModelGraph, obj: Any) -> ModelGraph:
+    """A pickle holding no model (RNG state, training arguments, a config dict) is data: it was
+    scanned for unsafe code and has nothing else to check. A pickled module we could not read
+    stays "no model found"."""
+    module_like = isinstance(obj, Stub) and "Module" in obj.target().rsplit(".", 1)[-1]
+    if graph.content == "none" and not graph.optimizers and not module_like:
+        graph.content = "data"
+        graph.notes = [
+            n.replace("no model found: the file holds", "not a model: the file holds")
+            for n in graph.notes
+        ]
+    return graph
+
+
+def read_pickle(path: Path, sniffed: Sniffed) -> tuple[Any, GlobalLog, ScalarReader]:
+    """The unpickled object of any ``torch.save``/pickle file (stubs, no tensor bytes), the
+    globals it names, and a reader for 0-d tensors such as optimizer ``step`` counters."""
+    if sniffed.format == "pytorch":
+        return read_zip(path, sniffed.detail["prefix"])
+    if sniffed.format == "pytorch-legacy":
+        return _read_legacy(path)
+    if sniffed.format == "pickle":
+        return _read_plain(path)
+    raise LoadError(f"a {sniffed.format} file, not a torch.save or pickle file")
+
+
 def read_zip(
     path: Path, prefix: str, notes: list[str] | None = None
 ) -> tuple[Any, GlobalLog, ScalarReader]:
@@ -98,11 +136,10 @@ def read_zip(
             data = read_entry(
                 archive, info, DEFAULT_LIMITS.max_entry_bytes, DEFAULT_LIMITS.max_compression_ratio
             )
-            sizes = {
-                entry.filename[len(prefix) + 6 :]: entry.file_size
-                for entry in archive.infolist()
-                if entry.filename.startswith(f"{prefix}/data/")
-            }
+            members: dict[str, zipfile.ZipInfo] = {}
+            for entry in archive.infolist():
+                if entry.filename.startswith(f"{prefix}/data/"):
+                    members.setdefault(entry.filename[len(prefix) + 6 :], entry)
             # Pickles torch would not read here are still scanned: another loader might.
             try:
                 walk_zip(archive, log, DEFAULT_LIMITS, skip=info)
@@ -114,27 +151,42 @@ def read_zip(
         raise with_partial(exc, graph, log) from None
     except (zipfile.BadZipFile, OSError, zlib.error, EOFError, KeyError) as exc:
         raise with_partial(LoadError(f"corrupt zip archive ({exc})"), graph, log) from None
-    check_storages(unpickler.storages, sizes)
+    check_storages(unpickler.storages, {key: info.file_size for key, info in members.items()})
 
     def read_scalar(ref: TensorRef) -> float | None:
         if ref.storage is None or ref.dtype not in DTYPE_SIZES:
             return None
+        info = members.get(ref.storage.key)
         size = DTYPE_SIZES[ref.dtype]
+        if info is None or (ref.offset + 1) * size > info.file_size:
+            return None
         try:
-            with (
-                zipfile.ZipFile(path) as archive,
-                archive.open(f"{prefix}/data/{ref.storage.key}") as member,
-            ):
-                member.seek(ref.offset * size)
-                raw = member.read(size)
-        except (KeyError, OSError, zipfile.BadZipFile, ValueError):
+            raw = _read_member_bytes(path, info, ref.offset * size, size)
+        except (OSError, zipfile.BadZipFile, ValueError, zlib.error):
             return None
         return _decode_scalar(raw, ref.dtype)
 
     return obj, log, read_scalar
 
 
-def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
+def _read_member_bytes(path: Path, info: zipfile.ZipInfo, start: int, size: int) -> bytes:
+    """``size`` bytes at ``start`` inside one zip member, without re-reading the central
+    directory (an optimizer has one ``step`` counter per parameter)."""
+    if info.compress_type != zipfile.ZIP_STORED:  # torch.save never compresses; others might
+        with zipfile.ZipFile(path) as archive, archive.open(info) as member:
+            member.seek(start)
+            return member.read(size)
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        header = handle.read(30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile("bad local file header")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length + start)
+        return handle.read(size)
+
+
+def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
     log = GlobalLog()
     try:
         handle = open(path, "rb")
@@ -167,32 +219,17 @@ def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
             f.seek(start + ref.offset * size)
             return _decode_scalar(f.read(size), ref.dtype)
 
-    return as_data_unless_model(build_graph(path, "pytorch-legacy", obj, log, read_scalar), obj)
+    return obj, log, read_scalar
 
 
-def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
-    """A bare pickle (``pickle.dump`` of a model or dict): walked the same way, storages absent."""
+def _read_plain(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
     log = GlobalLog()
     try:
         with open(path, "rb") as handle:
             obj, _ = unpickle(handle, log)
     except LoadError as exc:
         raise with_partial(exc, ModelGraph(path=str(path), format="pickle"), log) from None
-    return as_data_unless_model(build_graph(path, "pickle", obj, log, lambda ref: None), obj)
-
-
-def as_data_unless_model(graph: ModelGraph, obj: Any) -> ModelGraph:
-    """A pickle holding no model (RNG state, training arguments, a config dict) is data: it was
-    scanned for unsafe code and has nothing else to check. A pickled module we could not read
-    stays "no model found"."""
-    module_like = isinstance(obj, Stub) and "Module" in obj.target().rsplit(".", 1)[-1]
-    if graph.content == "none" and not graph.optimizers and not module_like:
-        graph.content = "data"
-        graph.notes = [
-            n.replace("no model found: the file holds", "not a model: the file holds")
-            for n in graph.notes
-        ]
-    return graph
+    return obj, log, lambda ref: None
 
 
 # -- storage bookkeeping -------------------------------------------------------------------------
@@ -241,7 +278,32 @@ def _decode_scalar(raw: bytes, dtype: str | None) -> float | None:
 
 
 # -- interpretation ------------------------------------------------------------------------------
+#: ``torch.compile`` wrapper, pickled as ``OptimizedModule(original_module, dynamo_context)``
+COMPILED_MODULE = "torch._dynamo.eval_frame.OptimizedModule"
+#: the attribute name the wrapper keeps the real module under (and the prefix in its state dict)
+COMPILED_PREFIX = "_orig_mod."
+
+
+def unwrap_compiled(value: Any) -> Any:
+    """The user's module inside a ``torch.compile`` wrapper (the wrapper holds nothing else)."""
+    while isinstance(value, Stub) and value.target() == COMPILED_MODULE:
+        inner = value._pi_args[0] if value._pi_args else value.state_dict.get("_modules", {}).get(
+            "_orig_mod")
+        if inner is None:
+            return value
+        value = inner
+    return value
+
+
+def strip_compiled(name: str) -> str:
+    """A state-dict name without the ``_orig_mod.`` segments ``torch.compile`` adds."""
+    if COMPILED_PREFIX not in name:
+        return name
+    return ".".join(part for part in name.split(".") if part != "_orig_mod")
+
+
 def is_module(value: Any) -> bool:
+    value = unwrap_compiled(value)
     if not isinstance(value, Stub):
         return False
     state = value.state_dict
@@ -268,21 +330,40 @@ def build_graph(
     graph = ModelGraph(path=str(path), format=fmt, framework="pytorch")
     model, model_key, optimizers = _locate(obj, graph)
     undecided: set[str] = set()
+    if is_module(model) and unwrap_compiled(model) is not model:
+        graph.notes.append("torch.compile wrapper (OptimizedModule) unwrapped to the original module")
+        graph.metadata["compiled"] = True
+        model = unwrap_compiled(model)
     if is_module(model):
         _add_module(graph, "", model, set(), {})
         graph.content = graph.content if model_key else "module"
     elif is_state_dict(model):
         undecided = _add_state_dict(graph, model)
         graph.content = graph.content if model_key else "state_dict"
+    elif graph.content == "optimizer":
+        graph.notes.append("an optimizer's state without its model: check the folder that "
+                           "holds both")
+    elif companion_kind(obj) is not None:
+        # a training run's side file (arguments, scheduler, RNG state): no model, not broken
+        graph.content = f"training-state ({companion_kind(obj)})"
+        graph.notes.append(
+            f"a training run's {companion_kind(obj)} file, not a model: check its run folder"
+        )
     else:
         graph.content = "none"
         graph.notes.append(f"no model found: the file holds {_describe(obj)}")
     if model_key:
         graph.notes.append(f"model read from checkpoint key {model_key!r}")
 
-    for name, value in optimizers:
-        raw = torch_optim.parse(name, value)
-        graph.optimizers.append(torch_optim.align(raw, graph, read_scalar, optional=undecided))
+    from ..runs.checkpoints import attach_optimizers  # frameworks that say how they built it
+
+    if not attach_optimizers(graph, obj, optimizers, read_scalar):
+        for name, value in optimizers:
+            raw = torch_optim.parse(name, value)
+            raw.names = [None if n is None else strip_compiled(n) for n in raw.names]
+            graph.optimizers.append(
+                torch_optim.align(raw, graph, read_scalar, optional=undecided)
+            )
     state_dict_evidence.settle_roles(graph, undecided)
     torch_optim.infer_trainability(graph)
     state_dict_evidence.infer_bn_train_mode(graph, read_scalar)
@@ -367,10 +448,13 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> set[str]:
     if names and all(n.startswith("module.") for n in names):
         graph.stripped_prefix = "module."
         graph.notes.append("'module.' prefix of DataParallel/DDP removed from names")
+    if any(COMPILED_PREFIX in n for n in names):
+        graph.metadata["compiled"] = True
+        graph.notes.append("'_orig_mod.' of torch.compile removed from names")
     seen: dict[Any, str] = {}
     for key in names:
         ref = state_dict[key]
-        name = key[len(graph.stripped_prefix) :]
+        name = strip_compiled(key[len(graph.stripped_prefix) :])
         owner = seen.get(id(ref)) or seen.get(_storage_identity(ref))
         if owner is not None:  # tied weights: one tensor, like model.parameters() dedups it
             graph.notes.append(f"{name} is the same tensor as {owner}")
@@ -428,6 +512,7 @@ def _add_module(
     for local, child in _items(state.get("_modules")):
         if not is_module(child):
             continue
+        child = unwrap_compiled(child)  # a submodule compiled on its own
         child_path = f"{path}.{local}" if path else str(local)
         if id(child) in seen:
             graph.notes.append(f"{child_path} is the same module object as one seen before")

@@ -1,4 +1,4 @@
-"""Model folders: one model stored as several files.
+"""Weights folders: one model's weights stored as one or several files.
 
 * sharded checkpoints: ``*.index.json`` (``model.safetensors.index.json``,
   ``pytorch_model.bin.index.json``) whose ``weight_map`` names the shard of every tensor;
@@ -12,11 +12,12 @@ Each file is read by the loader of its own format; this module only merges graph
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import LoadError
-from ..graph import Fact, LayerKind, ModelGraph, OrderSource, Source, Tensor, Trainable
+from ...errors import LoadError
+from ...graph import Fact, LayerKind, ModelGraph, OrderSource, Source, Tensor, Trainable
 
 INDEX_PREFERENCE = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")
@@ -43,8 +44,8 @@ def folder_kind(path: Path) -> str | None:
     """``peft``, ``sharded``, ``hf`` or None when ``path`` is not one model stored as a folder."""
     if not path.is_dir():
         return None
-    from .torch.dcp import is_dcp_folder  # framework checkpoint folders
-    from .torch.deepspeed import is_deepspeed_tag_folder
+    from ..torch.dcp import is_dcp_folder  # framework checkpoint folders
+    from ..torch.deepspeed import is_deepspeed_tag_folder
 
     if is_dcp_folder(path):
         return "dcp"
@@ -65,7 +66,7 @@ def model_files(path: Path) -> set[Path]:
     kind = folder_kind(path)
     files: set[Path] = set()
     if kind == "deepspeed":  # model and optimizer-partition files of one checkpoint tag
-        from .torch.deepspeed import checkpoint_files
+        from ..torch.deepspeed import checkpoint_files
 
         return checkpoint_files(path)
     if kind == "peft":
@@ -89,23 +90,35 @@ def _base_files(path: Path) -> set[Path]:
     return {single} if single else set()
 
 
-def load_folder(path: Path) -> ModelGraph:
+def has_weights(path: Path) -> bool:
+    """Whether ``path`` holds model weights in one of the layouts read here (config or not)."""
+    return folder_kind(path) is not None or _single_weights(path) is not None
+
+
+def weights_files(path: Path) -> set[Path]:
+    """The weight files of ``path`` (adapter, shards or the single file), whatever the layout."""
+    return model_files(path) if folder_kind(path) else (
+        {_single_weights(path)} if _single_weights(path) else set())  # type: ignore[misc]
+
+
+def load(path: Path) -> ModelGraph:
+    """The weights of ``path`` as one graph (PEFT adapter, shards, or the single weights file)."""
     kind = folder_kind(path)
     if kind is None:
-        from .torch.deepspeed import tag_folder  # a DeepSpeed run folder: `latest` names the tag
+        from ..torch.deepspeed import tag_folder  # a DeepSpeed run folder: `latest` names the tag
 
         kind = "deepspeed" if tag_folder(path) is not None else None
-    if kind is None:
+    if kind is None and _single_weights(path) is None:
         raise LoadError(
             "a folder that is not a model folder (no *.index.json, no config.json beside "
             "weights, no adapter_config.json + adapter_model.*)"
         )
     if kind == "dcp":
-        from .torch.dcp import load_dcp
+        from ..torch.dcp import load_dcp
 
         return load_dcp(path)
     if kind == "deepspeed":
-        from .torch.deepspeed import load_deepspeed
+        from ..torch.deepspeed import load_deepspeed
 
         return load_deepspeed(path)
     graph = _load_peft(path) if kind == "peft" else _load_base(path)
@@ -132,7 +145,7 @@ def _read_index(index: Path) -> dict[str, str]:
 
 
 def _load_file(file: Path) -> ModelGraph:
-    from . import load  # the registry: each shard goes to the loader of its own format
+    from .. import load  # the registry: each shard goes to the loader of its own format
 
     try:
         return load(file)
@@ -296,3 +309,38 @@ def _name_from_config(graph: ModelGraph, path: Path) -> None:
     for key in ("model_type", "transformers_version", "torch_dtype", "dtype"):
         if isinstance(config.get(key), str):
             graph.metadata[key] = config[key]
+    if not graph.order and isinstance(architectures, list) and architectures:
+        _order_from_config(graph, str(architectures[0]), str(config.get("model_type") or ""))
+
+
+#: names transformers gives the base model inside a task model (``base_model_prefix``)
+BASE_MODEL_NAMES = ("model", "transformer", "base_model", "backbone")
+
+
+def _natural(path: str) -> list[tuple[int, int | str]]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in path.split(".")]
+
+
+def _order_from_config(graph: ModelGraph, architecture: str, model_type: str) -> None:
+    """Registration order of a transformers task model whose weights keep none (safetensors).
+
+    A ``*For<Task>`` model registers its base model (``base_model_prefix``: the model type or a
+    generic name) before the task head, so the head's layers come last. Inside each part the
+    order is taken from the names (numbered blocks in number order).
+    """
+    if not re.search(r"For[A-Z]", architecture):
+        return
+    top = graph.root.children
+    base_names = {model_type.replace("-", "_"), *BASE_MODEL_NAMES}
+    base = [c for c in top if c in base_names]
+    heads = [c for c in top if c not in base_names]
+    if len(base) != 1 or not heads:
+        return
+    def subtree(path: str) -> list[str]:
+        return sorted((layer.path for layer in graph.walk(path)), key=_natural)
+
+    graph.order = ["", *subtree(base[0]), *(p for head in sorted(heads) for p in subtree(head))]
+    graph.order_source = OrderSource.REGISTRATION
+    graph.notes.append(
+        f"layer order: {architecture} registers its base model ({base[0]}) before its task head "
+        f"({', '.join(sorted(heads))}); inside each, order taken from the names")
