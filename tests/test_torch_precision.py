@@ -77,7 +77,7 @@ def test_bn_drift_is_inferred_from_num_batches_tracked() -> None:
     assert bn.mode is Mode.TRAIN and bn.attrs["num_batches_tracked"] == 4
     assert "equals the trainer's global_step" in bn.mode_fact.evidence
     (finding,) = check(HERE / "bn_drift_global_step.pt").files[0].findings
-    assert "inferred: num_batches_tracked = 4" in finding.message
+    assert "inferred: num_batches_tracked = 4" in finding.evidence
     pretrained = load(HERE / "bn_drift_pretrained_clean.pt").layers["backbone.bn"]
     assert pretrained.mode is Mode.UNKNOWN and pretrained.attrs["num_batches_tracked"] == 7
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import LoadError
-from ...graph import CodeReference, ModelGraph
+from ...graph import ModelGraph
 from ...sniff import sniff
+from ..pickle.policy import code_references
 from ..torch.companions import companion_kind
 from ..torch.optimizer import (
     RawOptimizer,
@@ -34,13 +35,7 @@ def read_part(graph: ModelGraph, file: Path) -> tuple[Any, ScalarReader]:
         obj, log, read_scalar = read_pickle(file, sniff(file))
     except LoadError as exc:
         raise LoadError(f"{file.name}: {exc}") from None
-    for target, use in log.uses.items():
-        how = "call" if use.calls else "instantiate" if use.instantiations else "reference"
-        count = use.calls or use.instantiations or use.references
-        graph.code_references.append(
-            CodeReference(target=target, how=how, location=file.name, count=count))
-    for name in log.class_sources:
-        graph.code_references.append(CodeReference(target=name, how="source", location=file.name))
+    graph.code_references.extend(code_references(log, location=file.name))
     return obj, read_scalar
 
 

@@ -295,7 +295,7 @@ def _name_from_config(graph: ModelGraph, path: Path) -> None:
     config = _read_json(config_file)
     if not isinstance(config, dict):
         return
-    from .tied_config import record_tied_embeddings
+    from ..tied_config import record_tied_embeddings
 
     record_tied_embeddings(graph, config)
     architectures = config.get("architectures")
