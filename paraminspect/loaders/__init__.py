@@ -27,6 +27,8 @@ LOADERS: dict[str, str] = {
     "onnx": "onnx.model:load",
     "safetensors": "safetensors:load",
     "ort-training": "onnx.ort_training:load",
+    "tf-savedmodel": "tf.savedmodel:load",
+    "tf-bundle-index": "tf.checkpoint:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).

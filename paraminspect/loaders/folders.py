@@ -40,9 +40,13 @@ def _single_weights(path: Path) -> Path | None:
 
 
 def folder_kind(path: Path) -> str | None:
-    """``peft``, ``sharded``, ``hf`` or None when ``path`` is not one model stored as a folder."""
+    """``tf-savedmodel``, ``tf-checkpoint``, ``peft``, ``sharded``, ``hf`` or None when ``path`` is not one model stored as a folder."""
     if not path.is_dir():
         return None
+    from .tf.folder import folder_kind as tf_folder_kind  # SavedModel / tf.train.Checkpoint
+
+    if tf_kind := tf_folder_kind(path):
+        return tf_kind
     if (path / "adapter_config.json").is_file() and any(
             (path / name).is_file() for name in ADAPTER_WEIGHTS):
         return "peft"
@@ -57,6 +61,10 @@ def model_files(path: Path) -> set[Path]:
     """The files of a model folder that belong to the model (other files are checked alone)."""
     kind = folder_kind(path)
     files: set[Path] = set()
+    if kind and kind.startswith("tf-"):
+        from .tf.folder import model_files as tf_model_files
+
+        return tf_model_files(path, kind)
     if kind == "peft":
         files |= {path / n for n in ADAPTER_WEIGHTS if (path / n).is_file()}
         if _index_files(path) or _single_weights(path):
@@ -85,6 +93,10 @@ def load_folder(path: Path) -> ModelGraph:
             "a folder that is not a model folder (no *.index.json, no config.json beside "
             "weights, no adapter_config.json + adapter_model.*)"
         )
+    if kind.startswith("tf-"):
+        from .tf.folder import load_folder as load_tf_folder
+
+        return load_tf_folder(path, kind)
     graph = _load_peft(path) if kind == "peft" else _load_base(path)
     _name_from_config(graph, path)
     return graph

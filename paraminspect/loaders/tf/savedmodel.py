@@ -307,6 +307,8 @@ class _TfKeras:
         self.graph.metadata["optimizer"] = opt_cfg.type
         self.graph.metadata["optimizer_variables"] = len(datasets)
         opt = keras_optim.align_named(opt_cfg, datasets, keys, "optimizer")
+        opt.alignment_fact = Fact(opt.alignment_fact.source, opt.alignment_fact.evidence.replace(
+            "(optimizer_weights)", "(slot variables in saved_model.pb)"))
         if opt.exhaustive and clashes:
             opt.exhaustive = False
         self.graph.optimizers.append(opt)
