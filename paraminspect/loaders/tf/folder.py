@@ -21,7 +21,7 @@ def folder_kind(path: Path) -> str | None:
         return None  # the SavedModel's own variables, read with it
     from .checkpoint import bundle_indexes
 
-    if bundle_indexes(path):
+    if bundle_indexes(path) or ((path / "checkpoint").is_file() and any(path.glob("*.index"))):
         return CHECKPOINT
     return None
 
@@ -37,7 +37,8 @@ def model_files(path: Path, kind: str) -> set[Path]:
     from .checkpoint import bundle_indexes
 
     files = {path / "checkpoint"} if (path / "checkpoint").is_file() else set()
-    for index in bundle_indexes(path):
+    indexes = set(bundle_indexes(path)) | (set(path.glob("*.index")) if files else set())
+    for index in indexes:
         files.add(index)
         files |= {p for p in path.glob(f"{index.stem}.data-*") if p.is_file()}
     return files
