@@ -84,18 +84,18 @@ def dtype_name(code: int) -> str | None:
 def parse_shape(buf: bytes | memoryview, start: int, end: int) -> tuple[int, ...] | None:
     """A ``TensorShapeProto``; None for an unknown rank or an unknown dimension."""
     dims: list[int] = []
-    for f in fields(buf, start, end):
-        if f.number == 2 and f.wire == LEN:
+    for fn, fw, fv, fs, fe in fields(buf, start, end):
+        if fn == 2 and fw == LEN:
             size = 0
-            for g in fields(buf, f.start, f.end):
-                if g.number == 1:
-                    size = signed(g.value)
+            for gn, _gw, gv, _gs, _ge in fields(buf, fs, fe):
+                if gn == 1:
+                    size = signed(gv)
             if size < 0:
                 return None
             dims.append(size)
             if len(dims) > MAX_RANK:
                 raise ProtoError(f"a shape of more than {MAX_RANK} dimensions")
-        elif f.number == 3 and f.value:
+        elif fn == 3 and fv:
             return None
     return tuple(dims)
 
@@ -185,29 +185,29 @@ def _read_table(buf: mmap.mmap, name: str, bundle: Bundle) -> None:
 
 
 def _header(buf: mmap.mmap, start: int, end: int, bundle: Bundle) -> None:
-    for f in fields(buf, start, end):
-        if f.number == 1 and f.wire != LEN:
-            if not 1 <= f.value <= 100_000:
-                raise ProtoError(f"implausible shard count {f.value}")
-            bundle.num_shards = f.value
-        elif f.number == 2 and f.wire != LEN and f.value != 0:
+    for fn, fw, fv, _fs, _fe in fields(buf, start, end):
+        if fn == 1 and fw != LEN:
+            if not 1 <= fv <= 100_000:
+                raise ProtoError(f"implausible shard count {fv}")
+            bundle.num_shards = fv
+        elif fn == 2 and fw != LEN and fv != 0:
             raise ProtoError("big-endian bundles are not supported")
 
 
 def _entry(buf: mmap.mmap, key: str, start: int, end: int) -> BundleEntry:
     entry = BundleEntry(key=key, dtype=None, shape=())
-    for f in fields(buf, start, end):
-        if f.number == 1 and f.wire != LEN:
-            entry.dtype = dtype_name(f.value)
-        elif f.number == 2 and f.wire == LEN:
-            entry.shape = parse_shape(buf, f.start, f.end)
-        elif f.number == 3:
-            entry.shard_id = packed_ints(buf, f)[0] if f.wire == LEN else f.value
-        elif f.number == 4:
-            entry.offset = f.value
-        elif f.number == 5:
-            entry.size = f.value
-        elif f.number == 7:
+    for fn, fw, fv, fs, fe in fields(buf, start, end):
+        if fn == 1 and fw != LEN:
+            entry.dtype = dtype_name(fv)
+        elif fn == 2 and fw == LEN:
+            entry.shape = parse_shape(buf, fs, fe)
+        elif fn == 3:
+            entry.shard_id = (packed_ints(buf, fs, fe) or [0])[0] if fw == LEN else fv
+        elif fn == 4:
+            entry.offset = fv
+        elif fn == 5:
+            entry.size = fv
+        elif fn == 7:
             entry.sliced = True
     return entry
 

@@ -128,35 +128,35 @@ def load(path: Path, sniffed: Sniffed | None = None) -> ModelGraph:
 def parse_object_graph(raw: bytes) -> list[TrackableNode]:
     """``TrackableObjectGraph.nodes``."""
     nodes: list[TrackableNode] = []
-    for f in fields(raw):
-        if f.number != 1 or f.wire != LEN:
+    for fn, fw, _fv, fs, fe in fields(raw):
+        if fn != 1 or fw != LEN:
             continue
         node = TrackableNode()
-        for g in fields(raw, f.start, f.end):
-            if g.wire != LEN:
+        for gn, gw, _gv, gs, ge in fields(raw, fs, fe):
+            if gw != LEN:
                 continue
-            if g.number == 1:
+            if gn == 1:
                 ref = [0, ""]
-                for h in fields(raw, g.start, g.end):
-                    if h.number == 1 and h.wire != LEN:
-                        ref[0] = h.value
-                    elif h.number == 2 and h.wire == LEN:
-                        ref[1] = text(raw, h)
+                for hn, hw, hv, hs, he in fields(raw, gs, ge):
+                    if hn == 1 and hw != LEN:
+                        ref[0] = hv
+                    elif hn == 2 and hw == LEN:
+                        ref[1] = text(raw, hs, he)
                 node.children.append((int(ref[0]), str(ref[1])))
-            elif g.number == 2:
+            elif gn == 2:
                 attr = ["", "", ""]
-                for h in fields(raw, g.start, g.end):
-                    if h.number in (1, 2, 3) and h.wire == LEN:
-                        attr[h.number - 1] = text(raw, h)
+                for hn, hw, _hv, hs, he in fields(raw, gs, ge):
+                    if hn in (1, 2, 3) and hw == LEN:
+                        attr[hn - 1] = text(raw, hs, he)
                 if attr[0] == "VARIABLE_VALUE":
                     node.variable = (attr[1], attr[2])
-            elif g.number == 3:
+            elif gn == 3:
                 slot = [0, "", 0]
-                for h in fields(raw, g.start, g.end):
-                    if h.number in (1, 3) and h.wire != LEN:
-                        slot[h.number - 1] = h.value
-                    elif h.number == 2 and h.wire == LEN:
-                        slot[1] = text(raw, h)
+                for hn, hw, hv, hs, he in fields(raw, gs, ge):
+                    if hn in (1, 3) and hw != LEN:
+                        slot[hn - 1] = hv
+                    elif hn == 2 and hw == LEN:
+                        slot[1] = text(raw, hs, he)
                 node.slot_variables.append((int(slot[0]), str(slot[1]), int(slot[2])))
         nodes.append(node)
         if len(nodes) > MAX_NODES:

@@ -10,7 +10,6 @@ Every length is checked against the enclosing message, so a truncated or hostile
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 
@@ -19,20 +18,18 @@ class ProtoError(Exception):
     """The bytes are not a well-formed protobuf message (one-line message)."""
 
 
-@dataclass(frozen=True)
-class Field:
-    """One field: ``value`` is the integer of a VARINT/FIXED field; ``start``/``end`` delimit
-    the payload of a LEN field."""
-
-    number: int
-    wire: int
-    value: int
-    start: int
-    end: int
+#: one field: ``(number, wire type, value, start, end)``; ``value`` is the integer of a VARINT or
+#: FIXED field, ``start``/``end`` delimit the payload of a LEN field (plain tuples: this is the
+#: hot loop of every TensorFlow reader)
+Field = tuple[int, int, int, int, int]
 
 
 def varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
     """Decode the varint at ``pos``; return ``(value, next position)``."""
+    if pos < end:
+        byte = buf[pos]
+        if byte < 0x80:
+            return byte, pos + 1
     result = shift = 0
     for i in range(10):
         if pos + i >= end:
@@ -50,48 +47,47 @@ def fields(buf: bytes | memoryview, start: int = 0, end: int | None = None) -> I
     end = len(buf) if end is None else end
     pos = start
     while pos < end:
-        key, pos = varint(buf, pos, end)
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = varint(buf, pos, end)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise ProtoError(f"invalid field number 0 before byte {pos}")
-        if wire == VARINT:
-            value, pos = varint(buf, pos, end)
-            yield Field(number, wire, value, pos, pos)
-        elif wire == LEN:
+        if wire == LEN:
             length, pos = varint(buf, pos, end)
             if pos + length > end:
                 raise ProtoError(
                     f"field {number} at byte {pos} claims {length} bytes, more than its message "
                     "holds (truncated or corrupt file)"
                 )
-            yield Field(number, wire, 0, pos, pos + length)
+            yield number, wire, 0, pos, pos + length
             pos += length
+        elif wire == VARINT:
+            value, pos = varint(buf, pos, end)
+            yield number, wire, value, pos, pos
         elif wire in (FIXED64, FIXED32):
             width = 8 if wire == FIXED64 else 4
             if pos + width > end:
                 raise ProtoError(f"truncated fixed-width field {number} at byte {pos}")
-            yield Field(number, wire, int.from_bytes(buf[pos : pos + width], "little"), pos,
-                        pos + width)
+            yield number, wire, int.from_bytes(buf[pos : pos + width], "little"), pos, pos + width
             pos += width
         else:
             raise ProtoError(f"unsupported wire type {wire} before byte {pos} (not protobuf)")
 
 
-def text(buf: bytes | memoryview, f: Field) -> str:
-    """A LEN field as UTF-8 text."""
-    if f.wire != LEN:
-        raise ProtoError(f"field {f.number} should be a string")
-    return bytes(buf[f.start : f.end]).decode("utf-8", "replace")
+def text(buf: bytes | memoryview, start: int, end: int) -> str:
+    """A LEN field's payload as UTF-8 text."""
+    return bytes(buf[start:end]).decode("utf-8", "replace")
 
 
-def packed_ints(buf: bytes | memoryview, f: Field) -> list[int]:
-    """A repeated integer field, packed (LEN) or a single unpacked value."""
-    if f.wire == VARINT:
-        return [f.value]
+def packed_ints(buf: bytes | memoryview, start: int, end: int) -> list[int]:
+    """The values of a packed repeated integer field."""
     out: list[int] = []
-    pos = f.start
-    while pos < f.end:
-        value, pos = varint(buf, pos, f.end)
+    pos = start
+    while pos < end:
+        value, pos = varint(buf, pos, end)
         out.append(value)
     return out
 

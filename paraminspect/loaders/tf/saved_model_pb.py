@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .bundle import dtype_name, parse_shape
-from .proto import LEN, Field, ProtoError, fields, text
+from .proto import LEN, ProtoError, fields, text, varint
 
 MAX_OBJECTS = 2_000_000
 MAX_FUNCTIONS = 500_000
@@ -76,165 +76,175 @@ _OBJECT_KINDS = {4: "user_object", 5: "asset", 6: "function", 7: "variable",
 
 def parse_saved_model(buf: bytes | memoryview) -> MetaGraph:
     """The first meta graph of a SavedModel (the one ``serve`` uses; TF2 writes exactly one)."""
-    for f in fields(buf):
-        if f.number == 2 and f.wire == LEN:
-            return _meta_graph(buf, f)
+    for fn, fw, _fv, fs, fe in fields(buf):
+        if fn == 2 and fw == LEN:
+            return _meta_graph(buf, fs, fe)
     raise ProtoError("no meta graph in the SavedModel")
 
 
-def _meta_graph(buf: bytes | memoryview, m: Field) -> MetaGraph:
+def _meta_graph(buf: bytes | memoryview, start: int, end: int) -> MetaGraph:
     meta = MetaGraph()
-    for f in fields(buf, m.start, m.end):
-        if f.wire != LEN:
+    graph_def: tuple[int, int] | None = None
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fw != LEN:
             continue
-        if f.number == 1:  # MetaInfoDef
-            for g in fields(buf, f.start, f.end):
-                if g.number == 4 and g.wire == LEN:
-                    meta.tags.append(text(buf, g))
-                elif g.number == 5 and g.wire == LEN:
-                    meta.tf_version = text(buf, g)
-        elif f.number == 2:  # GraphDef
-            _graph_def(buf, f, meta)
-        elif f.number == 5:  # map<string, SignatureDef>
+        if fn == 1:  # MetaInfoDef
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 4 and gw == LEN:
+                    meta.tags.append(text(buf, gs, ge))
+                elif gn == 5 and gw == LEN:
+                    meta.tf_version = text(buf, gs, ge)
+        elif fn == 2:  # GraphDef
+            graph_def = (fs, fe)
+        elif fn == 5:  # map<string, SignatureDef>
             key, outputs = "", []
-            for g in fields(buf, f.start, f.end):
-                if g.number == 1 and g.wire == LEN:
-                    key = text(buf, g)
-                elif g.number == 2 and g.wire == LEN:
-                    outputs = _signature_outputs(buf, g)
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    key = text(buf, gs, ge)
+                elif gn == 2 and gw == LEN:
+                    outputs = _signature_outputs(buf, gs, ge)
             meta.signatures[key] = outputs
-        elif f.number == 7:  # SavedObjectGraph
-            for g in fields(buf, f.start, f.end):
-                if g.number == 1 and g.wire == LEN:
-                    meta.objects.append(_saved_object(buf, g))
+        elif fn == 7:  # SavedObjectGraph
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    meta.objects.append(_saved_object(buf, gs, ge))
                     if len(meta.objects) > MAX_OBJECTS:
                         raise ProtoError(f"more than {MAX_OBJECTS} saved objects")
+    if graph_def is not None:  # after the signatures: they name the top-level nodes to read
+        _graph_def(buf, graph_def, meta)
     return meta
 
 
-def _signature_outputs(buf: bytes | memoryview, s: Field) -> list[str]:
+def _signature_outputs(buf: bytes | memoryview, start: int, end: int) -> list[str]:
     out: list[str] = []
-    for f in fields(buf, s.start, s.end):
-        if f.number == 2 and f.wire == LEN:  # outputs: map<string, TensorInfo>
-            for g in fields(buf, f.start, f.end):
-                if g.number == 2 and g.wire == LEN:
-                    for h in fields(buf, g.start, g.end):
-                        if h.number == 1 and h.wire == LEN:
-                            out.append(text(buf, h))
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fn == 2 and fw == LEN:  # outputs: map<string, TensorInfo>
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 2 and gw == LEN:
+                    for hn, hw, _hv, hs, he in fields(buf, gs, ge):
+                        if hn == 1 and hw == LEN:
+                            out.append(text(buf, hs, he))
     return out
 
 
-def _graph_def(buf: bytes | memoryview, g: Field, meta: MetaGraph) -> None:
-    for f in fields(buf, g.start, g.end):
-        if f.number == 1 and f.wire == LEN:
-            node = op_node(buf, f)
-            if node.funcs:  # only call nodes matter at the top level
+def _graph_def(buf: bytes | memoryview, span: tuple[int, int], meta: MetaGraph) -> None:
+    wanted = {t.split(":", 1)[0] for outputs in meta.signatures.values() for t in outputs}
+    for fn, fw, _fv, fs, fe in fields(buf, span[0], span[1]):
+        if fn == 1 and fw == LEN:
+            # only the nodes signatures name matter at the top level; NodeDef.name comes first
+            tag = buf[fs] if fs < fe else 0
+            if tag == 0x0A:
+                length, pos = varint(buf, fs + 1, fe)
+                if text(buf, pos, pos + length) not in wanted:
+                    continue
+            node = op_node(buf, fs, fe)
+            if node.name in wanted and node.funcs:
                 meta.graph_nodes.append(node)
-        elif f.number == 2 and f.wire == LEN:  # FunctionDefLibrary
-            for h in fields(buf, f.start, f.end):
-                if h.number == 1 and h.wire == LEN:
-                    name = _function_name(buf, h)
-                    meta.function_spans[name] = (h.start, h.end)
+        elif fn == 2 and fw == LEN:  # FunctionDefLibrary
+            for hn, hw, _hv, hs, he in fields(buf, fs, fe):
+                if hn == 1 and hw == LEN:
+                    name = _function_name(buf, hs, he)
+                    meta.function_spans[name] = (hs, he)
                     if len(meta.function_spans) > MAX_FUNCTIONS:
                         raise ProtoError(f"more than {MAX_FUNCTIONS} functions")
 
 
-def _function_name(buf: bytes | memoryview, fn: Field) -> str:
-    for f in fields(buf, fn.start, fn.end):
-        if f.number == 1 and f.wire == LEN:  # OpDef signature
-            for g in fields(buf, f.start, f.end):
-                if g.number == 1 and g.wire == LEN:
-                    return text(buf, g)
+def _function_name(buf: bytes | memoryview, start: int, end: int) -> str:
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fn == 1 and fw == LEN:  # OpDef signature
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    return text(buf, gs, ge)
     return ""
 
 
 def function_nodes(buf: bytes | memoryview, span: tuple[int, int]) -> list[OpNode]:
     """The NodeDefs of one FunctionDef."""
     nodes: list[OpNode] = []
-    for f in fields(buf, span[0], span[1]):
-        if f.number == 3 and f.wire == LEN:
-            nodes.append(op_node(buf, f))
+    for fn, fw, _fv, fs, fe in fields(buf, span[0], span[1]):
+        if fn == 3 and fw == LEN:
+            nodes.append(op_node(buf, fs, fe))
             if len(nodes) > MAX_NODES_PER_FUNCTION:
                 raise ProtoError("a function with too many nodes")
     return nodes
 
 
-def op_node(buf: bytes | memoryview, n: Field) -> OpNode:
+def op_node(buf: bytes | memoryview, start: int, end: int) -> OpNode:
     node = OpNode(name="", op="")
-    for f in fields(buf, n.start, n.end):
-        if f.wire != LEN:
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fw != LEN:
             continue
-        if f.number == 1:
-            node.name = text(buf, f)
-        elif f.number == 2:
-            node.op = text(buf, f)
-        elif f.number == 3:
-            node.inputs.append(text(buf, f))
-        elif f.number == 5:  # map<string, AttrValue>
+        if fn == 1:
+            node.name = text(buf, fs, fe)
+        elif fn == 2:
+            node.op = text(buf, fs, fe)
+        elif fn == 3:
+            node.inputs.append(text(buf, fs, fe))
+        elif fn == 5:  # map<string, AttrValue>
             key, value = "", None
-            for g in fields(buf, f.start, f.end):
-                if g.number == 1 and g.wire == LEN:
-                    key = text(buf, g)
-                elif g.number == 2 and g.wire == LEN:
-                    value = g
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    key = text(buf, gs, ge)
+                elif gn == 2 and gw == LEN:
+                    value = (gs, ge)
             if value is not None:
                 _attr(buf, value, key, node)
     return node
 
 
-def _attr(buf: bytes | memoryview, value: Field, key: str, node: OpNode) -> None:
-    for f in fields(buf, value.start, value.end):
-        if f.number == 5 and f.wire != LEN:
-            node.bools[key] = bool(f.value)
-        elif f.number == 10 and f.wire == LEN:  # NameAttrList func
-            for g in fields(buf, f.start, f.end):
-                if g.number == 1 and g.wire == LEN:
-                    node.funcs.append(text(buf, g))
+def _attr(buf: bytes | memoryview, value: tuple[int, int], key: str, node: OpNode) -> None:
+    for fn, fw, fv, fs, fe in fields(buf, value[0], value[1]):
+        if fn == 5 and fw != LEN:
+            node.bools[key] = bool(fv)
+        elif fn == 10 and fw == LEN:  # NameAttrList func
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    node.funcs.append(text(buf, gs, ge))
 
 
-def _saved_object(buf: bytes | memoryview, o: Field) -> SavedObject:
+def _saved_object(buf: bytes | memoryview, start: int, end: int) -> SavedObject:
     obj = SavedObject()
-    for f in fields(buf, o.start, o.end):
-        if f.wire != LEN:
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fw != LEN:
             continue
-        if f.number == 1:
+        if fn == 1:
             node_id, name = 0, ""
-            for g in fields(buf, f.start, f.end):
-                if g.number == 1 and g.wire != LEN:
-                    node_id = g.value
-                elif g.number == 2 and g.wire == LEN:
-                    name = text(buf, g)
+            for gn, gw, gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw != LEN:
+                    node_id = gv
+                elif gn == 2 and gw == LEN:
+                    name = text(buf, gs, ge)
             obj.children.append((node_id, name))
-        elif f.number == 3:
+        elif fn == 3:
             ref = [0, "", 0]
-            for g in fields(buf, f.start, f.end):
-                if g.number in (1, 3) and g.wire != LEN:
-                    ref[g.number - 1] = g.value
-                elif g.number == 2 and g.wire == LEN:
-                    ref[1] = text(buf, g)
+            for gn, gw, gv, gs, ge in fields(buf, fs, fe):
+                if gn in (1, 3) and gw != LEN:
+                    ref[gn - 1] = gv
+                elif gn == 2 and gw == LEN:
+                    ref[1] = text(buf, gs, ge)
             obj.slot_variables.append((int(ref[0]), str(ref[1]), int(ref[2])))
-        elif f.number in _OBJECT_KINDS:
-            obj.kind = _OBJECT_KINDS[f.number]
-            if f.number == 4:
-                for g in fields(buf, f.start, f.end):
-                    if g.number == 1 and g.wire == LEN:
-                        obj.identifier = text(buf, g)
-            elif f.number == 7:
-                obj.variable = _variable(buf, f)
+        elif fn in _OBJECT_KINDS:
+            obj.kind = _OBJECT_KINDS[fn]
+            if fn == 4:
+                for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                    if gn == 1 and gw == LEN:
+                        obj.identifier = text(buf, gs, ge)
+            elif fn == 7:
+                obj.variable = _variable(buf, fs, fe)
     return obj
 
 
-def _variable(buf: bytes | memoryview, v: Field) -> SavedVariable:
+def _variable(buf: bytes | memoryview, start: int, end: int) -> SavedVariable:
     var = SavedVariable()
-    for f in fields(buf, v.start, v.end):
-        if f.number == 1 and f.wire != LEN:
-            var.dtype = dtype_name(f.value)
-        elif f.number == 2 and f.wire == LEN:
-            var.shape = parse_shape(buf, f.start, f.end)
-        elif f.number == 3 and f.wire != LEN:
-            var.trainable = bool(f.value)
-        elif f.number == 6 and f.wire == LEN:
-            var.name = text(buf, f)
+    for fn, fw, fv, fs, fe in fields(buf, start, end):
+        if fn == 1 and fw != LEN:
+            var.dtype = dtype_name(fv)
+        elif fn == 2 and fw == LEN:
+            var.shape = parse_shape(buf, fs, fe)
+        elif fn == 3 and fw != LEN:
+            var.trainable = bool(fv)
+        elif fn == 6 and fw == LEN:
+            var.name = text(buf, fs, fe)
     return var
 
 
@@ -242,19 +252,19 @@ def parse_keras_metadata(buf: bytes | memoryview) -> list[KerasNode]:
     """``SavedMetadata.nodes``: node id, path (``root.layer_with_weights-0``), identifier and
     the per-layer JSON metadata."""
     out: list[KerasNode] = []
-    for f in fields(buf):
-        if f.number != 1 or f.wire != LEN:
+    for fn, fw, _fv, fs, fe in fields(buf):
+        if fn != 1 or fw != LEN:
             continue
         node = KerasNode(0, "", "", "")
-        for g in fields(buf, f.start, f.end):
-            if g.number == 2 and g.wire != LEN:
-                node.node_id = g.value
-            elif g.number == 3 and g.wire == LEN:
-                node.path = text(buf, g)
-            elif g.number == 4 and g.wire == LEN:
-                node.identifier = text(buf, g)
-            elif g.number == 5 and g.wire == LEN:
-                node.metadata = text(buf, g)
+        for gn, gw, gv, gs, ge in fields(buf, fs, fe):
+            if gn == 2 and gw != LEN:
+                node.node_id = gv
+            elif gn == 3 and gw == LEN:
+                node.path = text(buf, gs, ge)
+            elif gn == 4 and gw == LEN:
+                node.identifier = text(buf, gs, ge)
+            elif gn == 5 and gw == LEN:
+                node.metadata = text(buf, gs, ge)
         out.append(node)
         if len(out) > MAX_OBJECTS:
             raise ProtoError(f"more than {MAX_OBJECTS} metadata nodes")
