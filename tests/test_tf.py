@@ -32,6 +32,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "tfk_sm_clean": set(),
     # frozen, compiled, fitted, then unfrozen: enc trainable without optimizer slots
     "tfk_sm_unfrozen_after_compile": {("PI302", p) for p in ENC},
+    # BatchNormalization and Dropout called with training=True inside the model
+    "tfk_sm_train_mode": {("PI202", "bn"), ("PI202", "drop")},
     # Keras 3 export whose serving endpoint runs the model with training=True
     "k3_export_train": {("PI202", "enc.enc_bn"), ("PI202", "drop")},
     "k3_export_clean": set(),
@@ -152,7 +154,7 @@ def test_check_imports_no_tensorflow() -> None:
     code = (
         "import sys; from paraminspect import check; "
         f"r = check({str(TF)!r}); "
-        "assert sum(len(f.findings) for f in r.files) == 6; "
+        "assert sum(len(f.findings) for f in r.files) == 8; "
         "bad = [m for m in ('tensorflow', 'keras', 'tf_keras', 'google.protobuf') "
         "if m in sys.modules]; print(bad); assert not bad"
     )

@@ -6,8 +6,9 @@ traced in both modes, so ops anywhere else prove nothing about what serving runs
 
 Patterns, read from TensorFlow's own lowering:
 
-* Keras 3 BatchNormalization in training mode computes batch moments (``.../moments/mean``) and
-  assigns the moving statistics (``AssignVariableOp`` in the layer's scope);
+* BatchNormalization in training mode computes batch moments (``.../moments/mean``) and
+  updates the moving statistics (Keras 3: ``AssignVariableOp`` in the layer's scope; tf_keras:
+  ``AssignSubVariableOp`` under ``AssignMovingAvg``);
 * tf_keras BatchNormalization in training mode is a ``FusedBatchNorm*`` whose ``is_training``
   attribute is absent (default values are stripped on save, and the default is true) or true;
 * dropout in training mode draws random numbers (``StatelessRandomUniformV2``, ``RandomUniform``)
@@ -30,6 +31,7 @@ RANDOM_OPS = frozenset({
 })
 COMPARISONS = frozenset({"GreaterEqual", "Greater", "Less", "LessEqual"})
 GATES = frozenset({"SelectV2", "Select", "Mul", "Cast", "RealDiv"})
+ASSIGN_OPS = frozenset({"AssignVariableOp", "AssignSubVariableOp", "AssignAddVariableOp"})
 FUSED_BN = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
 #: name-scope components Keras/TF add below a layer's scope for these computations
 INNER_SCOPES = frozenset({
@@ -99,8 +101,10 @@ def _scan(function: str, nodes: list[OpNode]) -> list[TrainOp]:
             if not raw.startswith("^"):
                 consumers.setdefault(raw.split(":", 1)[0], []).append(node)
     for node in nodes:
-        if node.op == "AssignVariableOp" and "/" in node.name:
+        if node.op in ASSIGN_OPS and "/" in node.name:
             scope = node.name.rsplit("/", 1)[0]
+            if scope.rsplit("/", 1)[-1].startswith("AssignMovingAvg"):  # tf_keras
+                scope = scope.rsplit("/", 1)[0]
             if f"{scope}/moments/mean" in names or f"{scope}/moments/variance" in names:
                 out.append(TrainOp("batchnorm", _layer_scope(node.name), function,
                                    "batch moments and moving-statistics updates in the serving "
@@ -111,7 +115,7 @@ def _scan(function: str, nodes: list[OpNode]) -> list[TrainOp]:
         elif node.op in RANDOM_OPS and _gates(node, consumers):
             out.append(TrainOp("dropout", _layer_scope(node.name), function,
                                f"{node.op} gating activations in the serving function"))
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(out))  # one finding per layer and kind, not per assignment
 
 
 def _gates(node: OpNode, consumers: dict[str, list[OpNode]]) -> bool:
