@@ -7,8 +7,8 @@ Builds (in /tmp/tf-bench-*, deleted afterwards unless --keep) a Keras 3 model of
 bias-free Dense layers of ``dim x dim`` float32 kernels (256 x 1024 x 1024 x 4 B = 1 GiB), fitted
 for one step with Adam, then written as ``model.export(dir)`` (a SavedModel) and as
 ``tf.train.Checkpoint(model=, optimizer=).save()`` (model and Adam slots: 3 GiB). Each
-command runs as a whole process, timed from outside, with its peak RSS from ``ru_maxrss`` of
-a fresh wrapper process:
+command runs as a whole process, timed from outside (wall time, and user+sys CPU time, which a
+busy machine disturbs less), with its peak RSS from ``ru_maxrss`` of a fresh wrapper process:
 
 * ``paraminspect check <SavedModel>`` / ``paraminspect check <checkpoint folder>``;
 * ``tf.saved_model.load(dir)`` / ``tf.train.load_checkpoint(prefix)`` plus the variable list.
@@ -40,8 +40,9 @@ import json, resource, subprocess, sys, time
 t0 = time.perf_counter()
 proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"wall": wall, "rss_mb": rss, "rc": proc.returncode,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss, "rc": proc.returncode,
                   "err": proc.stderr.decode()[-300:]}))
 """
 
@@ -139,10 +140,10 @@ def main() -> None:
                                                    args.repeat)),
         ]
         print(f"\nwhole processes, best of {args.repeat}; peak RSS = max over runs\n")
-        print("| command | whole process | peak RSS |")
-        print("|---|---:|---:|")
+        print("| command | whole process (wall) | CPU (user+sys) | peak RSS |")
+        print("|---|---:|---:|---:|")
         for label, r in rows:
-            print(f"| {label} | {r['wall']:.2f} s | {r['rss_mb']:,.0f} MB |")
+            print(f"| {label} | {r['wall']:.2f} s | {r['cpu']:.2f} s | {r['rss_mb']:,.0f} MB |")
         pb = folder / "tfk_deep" / "saved_model.pb"
         print(f"\nparse of a tf_keras saved_model.pb ({pb.stat().st_size / 2**20:.1f} MiB), "
               "best of 3:")

@@ -44,6 +44,7 @@ FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 #: statistics and counters Keras layers create as non-trainable variables
 STAT_NAMES = frozenset({"moving_mean", "moving_variance", "moving_stddev", "renorm_mean",
                         "renorm_stddev", "seed_generator_state"})
+OPTIMIZER_COUNTERS = frozenset({"_iterations", "iter", "iterations"})
 SKIP_CHILDREN = frozenset({"keras_api", "save_counter", "optimizer"})
 MAX_NODES = 2_000_000
 MAX_CHECKPOINT_FILE = 1024 * 1024
@@ -179,6 +180,14 @@ def _add(graph: ModelGraph, parts: list[str], dtype: str | None,
     return graph.add_tensor(tensor)
 
 
+def _is_optimizer(node: TrackableNode) -> bool:
+    """Optimizers of every generation, whatever the checkpoint calls them (``optimizer=``,
+    ``opt=``): slot references, or an iteration counter beside the learning rate."""
+    names = {name for _, name in node.children}
+    return bool(node.slot_variables) or bool(names & OPTIMIZER_COUNTERS) and bool(
+        names & {"_learning_rate", "learning_rate", "lr"})
+
+
 def _children(nodes: list[TrackableNode], node: int) -> dict[str, int]:
     return {name: child for child, name in nodes[node].children if 0 <= child < len(nodes)}
 
@@ -186,11 +195,11 @@ def _children(nodes: list[TrackableNode], node: int) -> dict[str, int]:
 def _from_object_graph(graph: ModelGraph, bundle: Bundle, nodes: list[TrackableNode]) -> None:
     if not nodes:
         return
-    optimizers = {child for n in nodes for child, name in n.children
-                  if name == "optimizer" and 0 <= child < len(nodes)}
+    optimizers = {i for i, n in enumerate(nodes) if _is_optimizer(n)}
     by_node: dict[int, Tensor] = {}
     seen = {0} | optimizers
-    queue = deque(child for name, child in _children(nodes, 0).items() if name not in SKIP_CHILDREN)
+    queue = deque(child for name, child in _children(nodes, 0).items()
+                  if name not in SKIP_CHILDREN and child not in seen)
     seen.update(queue)
     while queue:
         node = queue.popleft()
