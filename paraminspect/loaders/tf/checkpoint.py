@@ -39,6 +39,7 @@ from ...sniff import Sniffed
 from ..keras import optimizer as keras_optim
 from .bundle import OBJECT_GRAPH_KEY, Bundle, read_index, read_scalar_string
 from .proto import LEN, ProtoError, fields, text
+from .saved_model_pb import object_reference
 
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 #: statistics and counters Keras layers create as non-trainable variables
@@ -137,13 +138,7 @@ def parse_object_graph(raw: bytes) -> list[TrackableNode]:
             if gw != LEN:
                 continue
             if gn == 1:
-                ref = [0, ""]
-                for hn, hw, hv, hs, he in fields(raw, gs, ge):
-                    if hn == 1 and hw != LEN:
-                        ref[0] = hv
-                    elif hn == 2 and hw == LEN:
-                        ref[1] = text(raw, hs, he)
-                node.children.append((int(ref[0]), str(ref[1])))
+                node.children.append(object_reference(raw, gs, ge))
             elif gn == 2:
                 attr = ["", "", ""]
                 for hn, hw, _hv, hs, he in fields(raw, gs, ge):

@@ -208,13 +208,7 @@ def _saved_object(buf: bytes | memoryview, start: int, end: int) -> SavedObject:
         if fw != LEN:
             continue
         if fn == 1:
-            node_id, name = 0, ""
-            for gn, gw, gv, gs, ge in fields(buf, fs, fe):
-                if gn == 1 and gw != LEN:
-                    node_id = gv
-                elif gn == 2 and gw == LEN:
-                    name = text(buf, gs, ge)
-            obj.children.append((node_id, name))
+            obj.children.append(object_reference(buf, fs, fe))
         elif fn == 3:
             ref = [0, "", 0]
             for gn, gw, gv, gs, ge in fields(buf, fs, fe):
@@ -232,6 +226,24 @@ def _saved_object(buf: bytes | memoryview, start: int, end: int) -> SavedObject:
             elif fn == 7:
                 obj.variable = _variable(buf, fs, fe)
     return obj
+
+
+def object_reference(buf: bytes | memoryview, start: int, end: int) -> tuple[int, str]:
+    """``ObjectReference{node_id=1, local_name=2}``, the most frequent message of an object graph:
+    decoded directly when laid out as TensorFlow writes it, else field by field."""
+    if end - start >= 4 and buf[start] == 0x08:
+        node_id, pos = varint(buf, start + 1, end)
+        if pos < end and buf[pos] == 0x12:
+            length, pos = varint(buf, pos + 1, end)
+            if pos + length == end:
+                return node_id, text(buf, pos, end)
+    node_id, name = 0, ""
+    for gn, gw, gv, gs, ge in fields(buf, start, end):
+        if gn == 1 and gw != LEN:
+            node_id = gv
+        elif gn == 2 and gw == LEN:
+            name = text(buf, gs, ge)
+    return node_id, name
 
 
 def _variable(buf: bytes | memoryview, start: int, end: int) -> SavedVariable:
