@@ -161,3 +161,39 @@ def test_check_imports_no_tensorflow() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _table(entries: list[tuple[int, bytes, bytes]]) -> bytes:
+    """A sorted table with one data block of ``(shared, key suffix, value)`` entries."""
+    def block(items: list[tuple[int, bytes, bytes]]) -> bytes:
+        body = b"".join(_varint(shared) + _varint(len(k)) + _varint(len(v)) + k + v
+                        for shared, k, v in items)
+        return body + (0).to_bytes(4, "little") + (1).to_bytes(4, "little")
+
+    data = block(entries)
+    index = block([(0, b"\xff", _varint(0) + _varint(len(data)))])
+    index_offset = len(data) + 5
+    footer = (_varint(0) + _varint(0) + _varint(index_offset) + _varint(len(index))).ljust(40, b"\0")
+    return (data + b"\0" * 5 + index + b"\0" * 5 + footer
+            + (0xDB4775248B80FB57).to_bytes(8, "little"))
+
+
+@pytest.mark.parametrize("entries,message", [
+    ([(0, b"a", b"")], "without a tensor-bundle header"),  # another kind of sorted table
+    ([(0, b"", b"")] + [(i * 60000, b"k" * 60000, b"") for i in range(3)], "key longer"),
+])
+def test_handmade_tables_are_refused(tmp_path: Path, entries: list, message: str) -> None:
+    index = tmp_path / "x.index"
+    index.write_bytes(_table(entries))
+    assert sniff(index).format == "tf-bundle-index"
+    with pytest.raises(LoadError, match=message):
+        read_index(index)

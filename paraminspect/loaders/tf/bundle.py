@@ -149,6 +149,8 @@ def _entries(buf: mmap.mmap, start: int, end: int):
         if shared > len(key) or unshared > MAX_KEY_BYTES or pos + unshared + length > limit:
             raise ProtoError(f"entry at byte {pos} runs past its block")
         key = key[:shared] + buf[pos : pos + unshared]
+        if len(key) > MAX_KEY_BYTES:
+            raise ProtoError(f"a key longer than {MAX_KEY_BYTES} bytes at byte {pos}")
         pos += unshared
         yield key, pos, pos + length
         pos += length
@@ -167,7 +169,7 @@ def _read_table(buf: mmap.mmap, name: str, bundle: Bundle) -> None:
     _meta_offset, _meta_size, pos = _handle(buf, footer, len(buf) - 8)
     index_offset, index_size, _ = _handle(buf, pos, len(buf) - 8)
     start, end = _block(buf, index_offset, index_size, "index")
-    count = 0
+    count, has_header = 0, False
     for _key, vstart, vend in _entries(buf, start, end):
         offset, size, _ = _handle(buf, vstart, vend)
         dstart, dend = _block(buf, offset, size, "data")
@@ -178,10 +180,11 @@ def _read_table(buf: mmap.mmap, name: str, bundle: Bundle) -> None:
             text = key.decode("utf-8", "replace")
             if not text:
                 _header(buf, kstart, kend, bundle)
+                has_header = True
             else:
                 bundle.entries[text] = _entry(buf, text, kstart, kend)
-    if not count:
-        raise ProtoError("the table holds no entries")
+    if not has_header:  # other sorted tables (LevelDB .ldb files) share the magic number
+        raise ProtoError("a sorted table without a tensor-bundle header")
 
 
 def _header(buf: mmap.mmap, start: int, end: int, bundle: Bundle) -> None:

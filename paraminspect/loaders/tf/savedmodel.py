@@ -51,7 +51,7 @@ from .saved_model_pb import (
     parse_keras_metadata,
     parse_saved_model,
 )
-from .train_mode import fallback_scope, find_train_ops, match_scope
+from .train_mode import TrainOp, fallback_scope, find_train_ops, match_scope
 
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 LAYER_IDENTIFIERS = ("_tf_keras_network", "_tf_keras_model", "_tf_keras_sequential",
@@ -66,7 +66,7 @@ def load(path: Path, sniffed: Sniffed | None = None) -> ModelGraph:
     pb = folder / "saved_model.pb" if path.is_dir() else path
     graph = ModelGraph(path=str(path), format="savedmodel", content="export",
                        framework="tensorflow")
-    with _mapped(pb) as buf:
+    with _MappedFile(pb) as buf:
         try:
             meta = parse_saved_model(buf)
         except ProtoError as exc:
@@ -90,7 +90,7 @@ def load(path: Path, sniffed: Sniffed | None = None) -> ModelGraph:
     return graph
 
 
-class _mapped:
+class _MappedFile:
     """A read-only memory map of a regular file (empty files and special files refused)."""
 
     def __init__(self, file: Path) -> None:
@@ -120,7 +120,7 @@ class _mapped:
 def _keras_metadata(file: Path) -> list[KerasNode]:
     if not file.is_file():
         return []
-    with _mapped(file) as buf:
+    with _MappedFile(file) as buf:
         try:
             return parse_keras_metadata(buf)
         except ProtoError as exc:
@@ -341,7 +341,7 @@ def _json(raw: str) -> dict[str, Any]:
 
 
 # -- modes and structure ---------------------------------------------------------------------------
-def _apply_train_ops(graph: ModelGraph, train_ops: list) -> None:
+def _apply_train_ops(graph: ModelGraph, train_ops: list[TrainOp]) -> None:
     layers = set(graph.layers)
     top = {p.split(".", 1)[0] for p in layers if p}
     for op in train_ops:
