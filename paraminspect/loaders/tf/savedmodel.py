@@ -56,6 +56,7 @@ from .train_mode import TrainOp, fallback_scope, find_train_ops, match_scope
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 LAYER_IDENTIFIERS = ("_tf_keras_network", "_tf_keras_model", "_tf_keras_sequential",
                      "_tf_keras_layer", "_tf_keras_input_layer", "_tf_keras_rnn_layer")
+OPTIMIZER_IDENTIFIERS = frozenset({"optimizer", "experimentalOptimizer"})
 NO_FLAG = ("a SavedModel without keras_metadata.pb stores no current trainable flag "
            "(SavedVariable.trainable is the flag the variable was created with)")
 
@@ -154,7 +155,11 @@ def _plain(graph: ModelGraph, meta: MetaGraph) -> None:
         return
     root_children = dict((name, node) for node, name in objects[0].children)
     start = root_children.get("variables")
-    order = _bfs(objects, [start] if start is not None else [0])
+    optimizers = {i for i, o in enumerate(objects) if _is_optimizer(o)}
+    order = _bfs(objects, [start] if start is not None else [0], skip=optimizers)
+    if optimizers:
+        graph.notes.append("optimizer variables are saved but not aligned (no trainable flags "
+                           "to compare them with)")
     graph.framework = "keras" if "_all_variables" in root_children else "tensorflow"
     seen: set[str] = set()
     for node in order:
@@ -175,9 +180,16 @@ def _plain(graph: ModelGraph, meta: MetaGraph) -> None:
         graph.notes.append("trainability is not stored in this SavedModel (no keras_metadata.pb)")
 
 
-def _bfs(objects: list[SavedObject], starts: list[int]) -> list[int]:
+def _is_optimizer(obj: SavedObject) -> bool:
+    names = {name for _, name in obj.children}
+    return obj.identifier in OPTIMIZER_IDENTIFIERS or bool(
+        names & {"_iterations", "iter", "iterations"}) and bool(
+        names & {"_learning_rate", "learning_rate", "lr"})
+
+
+def _bfs(objects: list[SavedObject], starts: list[int], skip: set[int] | None = None) -> list[int]:
     order: list[int] = []
-    seen = set(starts)
+    seen = set(starts) | (skip or set())
     queue = deque(starts)
     while queue:
         node = queue.popleft()
