@@ -37,6 +37,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     # Keras 3 export whose serving endpoint runs the model with training=True
     "k3_export_train": {("PI202", "enc.enc_bn"), ("PI202", "drop")},
     "k3_export_clean": set(),
+    # tf.saved_model.save of a fitted Keras 3 model (its optimizer saved inside)
+    "k3_tf_saved_model": set(),
     # checkpoints store no trainable flag: coverage is read, no freeze rule can speak
     "ckpt_k3": set(),
     "ckpt_tfk": set(),
@@ -83,6 +85,12 @@ def test_tf_keras_trainability_comes_from_keras_metadata() -> None:
     assert graph.layers["enc.enc_bn"].mode is Mode.EVAL
     opt = graph.optimizers[0]
     assert opt.type == "Adam" and opt.exhaustive and set(opt.tracked) == {"head.kernel", "head.bias"}
+
+
+def test_optimizer_objects_are_not_model_variables() -> None:
+    graph = api.load(TF / "k3_tf_saved_model")
+    assert {t.layer for t in graph.tensors.values()} == {"enc.enc_dense", "enc.enc_bn", "head"}
+    assert any("optimizer variables are saved" in n for n in graph.notes)
 
 
 def test_keras3_export_has_no_trainability() -> None:
