@@ -43,6 +43,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "ckpt_k3": set(),
     "ckpt_tfk": set(),
     "ckpt_tfk_legacy": set(),
+    "tf1_saver": set(),
 }
 
 
@@ -105,6 +106,7 @@ def test_keras3_export_has_no_trainability() -> None:
     ("ckpt_k3", ("enc.enc_dense.kernel", "head.kernel")),
     ("ckpt_tfk", ("enc_dense.kernel", "head.kernel")),
     ("ckpt_tfk_legacy", ("enc_dense.kernel", "head.kernel")),
+    ("tf1_saver", ("emb.table", "dense.kernel")),  # slots dense/kernel/Adam, not tensors
 ])
 def test_checkpoint_optimizer_coverage(name: str, names: tuple[str, str]) -> None:
     graph = api.load(TF / name)
@@ -114,6 +116,7 @@ def test_checkpoint_optimizer_coverage(name: str, names: tuple[str, str]) -> Non
     assert opt.exhaustive and trained in opt.tracked and frozen not in opt.tracked
     assert graph.trainability_source() is Source.UNKNOWN
     assert sum("stores no trainable flag" in n for n in graph.notes) == 1
+    assert not any(n.endswith(("Adam", "Adam_1", "_power")) for n in graph.tensors)
 
 
 def test_index_entries_without_tensor_bytes() -> None:

@@ -45,11 +45,15 @@ FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 #: statistics and counters Keras layers create as non-trainable variables
 STAT_NAMES = frozenset({"moving_mean", "moving_variance", "moving_stddev", "renorm_mean",
                         "renorm_stddev", "seed_generator_state"})
+#: TF1 optimizer slot suffixes (``dense/kernel/Adam``, ``dense/kernel/Adam_1``) and globals
+TF1_SLOT = re.compile(r"^(Adam|Momentum|RMSProp|Adagrad|AdagradDA|Adadelta|Ftrl|ProximalAdagrad|"
+                      r"AdamW|Nadam|Adamax)(_\d+)?$")
+TF1_GLOBALS = frozenset({"beta1_power", "beta2_power"})
 OPTIMIZER_COUNTERS = frozenset({"_iterations", "iter", "iterations"})
 SKIP_CHILDREN = frozenset({"keras_api", "save_counter", "optimizer"})
 MAX_NODES = 2_000_000
 MAX_CHECKPOINT_FILE = 1024 * 1024
-NO_FLAG = "a tf.train.Checkpoint stores no trainable flag"
+NO_FLAG = "a TensorFlow checkpoint stores no trainable flag"
 _STATE_FILE_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$')
 
 
@@ -119,8 +123,7 @@ def load(path: Path, sniffed: Sniffed | None = None) -> ModelGraph:
         _from_object_graph(graph, bundle, nodes)
     else:
         graph.notes.append("name-based (TF1) checkpoint: no object graph, tensors named by key")
-        for key, entry in bundle.entries.items():
-            _add(graph, key.split("/"), entry.dtype, entry.shape)
+        _name_based(graph, bundle)
     if graph.parameters():
         graph.notes.append(f"{NO_FLAG}: trainability is unknown, so no freeze rule can speak")
     graph.order = list(graph.layers)
@@ -173,6 +176,33 @@ def _add(graph: ModelGraph, parts: list[str], dtype: str | None,
     if not is_stat:
         tensor.trainable_fact = Fact(Source.UNKNOWN, NO_FLAG)
     return graph.add_tensor(tensor)
+
+
+def _name_based(graph: ModelGraph, bundle: Bundle) -> None:
+    """TF1 ``Saver`` checkpoints: slots are saved as ``<variable>/<Optimizer>[_1]``."""
+    slots: dict[str, list[str]] = {}
+    for key in bundle.entries:
+        variable, _, last = key.rpartition("/")
+        if variable in bundle.entries and TF1_SLOT.match(last):
+            slots.setdefault(variable, []).append(last)
+    slot_keys = {f"{v}/{slot}" for v, names in slots.items() for slot in names}
+    tensors: dict[str, Tensor] = {}
+    for key, entry in bundle.entries.items():
+        if key not in slot_keys and key not in TF1_GLOBALS:
+            tensors[key] = _add(graph, key.split("/"), entry.dtype, entry.shape)
+    if not slots:
+        return
+    type_ = TF1_SLOT.match(next(iter(slots.values()))[0]).group(1)  # type: ignore[union-attr]
+    opt = Optimizer(name="optimizer", type=type_, groups=[OptimizerGroup(index=0)],
+                    type_fact=Fact(Source.INFERRED, "from the slot names"), alignment="names",
+                    alignment_fact=Fact(Source.STORED, "each slot is saved as <variable>/<slot>"),
+                    exhaustive=True, size=len(slots))
+    for index, (key, names) in enumerate(slots.items()):
+        if key in tensors:
+            opt.tracked[tensors[key].name] = ParamOptState(index=index, group=0, has_state=True,
+                                                           slots=tuple(names))
+    graph.optimizers.append(opt)
+    _coverage_note(graph, opt)
 
 
 def _is_optimizer(node: TrackableNode) -> bool:

@@ -41,6 +41,8 @@ def model_files(path: Path, kind: str) -> set[Path]:
     for index in indexes:
         files.add(index)
         files |= {p for p in path.glob(f"{index.stem}.data-*") if p.is_file()}
+        if (path / f"{index.stem}.meta").is_file():  # the TF1 Saver's graph, read with it
+            files.add(path / f"{index.stem}.meta")
     return files
 
 
