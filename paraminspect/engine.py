@@ -126,6 +126,7 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 # model; its other files (optimizer.pt, training_args.bin) are still checked.
                 is_model = folder_kind(Path(folder)) is not None
                 claimed = model_files(Path(folder)) if is_model else set()
+                dirs[:] = [d for d in dirs if Path(folder) / d not in claimed]
                 if is_model:
                     yield Path(folder)
                 for name in sorted(files):

@@ -59,8 +59,12 @@ def sniff(path: Path) -> Sniffed:
         return Sniffed("safetensors")
     if head[:1] == PICKLE_PROTO and 2 <= head[1] <= 5:
         return Sniffed("pickle")
+    if _looks_like_saved_model(head):  # before ONNX: both start with field 1 = small varint
+        return Sniffed("tf-savedmodel")
     if _looks_like_onnx(head):
         return Sniffed("onnx")
+    if _ends_with_table_magic(path, size):
+        return Sniffed("tf-bundle-index")
     if _carries_pickles(head):
         return Sniffed("pickle-carrier")
     raise NotAModel("not a model file: the bytes match no supported format")
@@ -142,3 +146,23 @@ def _looks_like_onnx(head: bytes) -> bool:
     # ModelProto starts with ir_version (field 1, varint): tag byte 0x08, then a small version.
     return len(head) >= 2 and head[0] == 0x08 and 1 <= head[1] <= 30
 
+
+def _looks_like_saved_model(head: bytes) -> bool:
+    # SavedModel: saved_model_schema_version = 1 (08 01), then meta_graphs (12 <len>) whose
+    # MetaGraphDef starts with meta_info_def (0a) or graph_def (12).
+    if not head.startswith(b"\x08\x01\x12"):
+        return False
+    pos = 3
+    while pos < len(head) and head[pos] & 0x80:
+        pos += 1
+    return pos + 1 < len(head) and head[pos + 1] in (0x0A, 0x12)
+
+
+def _ends_with_table_magic(path: Path, size: int) -> bool:
+    # TensorFlow tensor-bundle index (LevelDB table): fixed64 magic in the last 8 bytes.
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(size - 8, 0))
+            return size >= 48 and handle.read(8) == (0xDB4775248B80FB57).to_bytes(8, "little")
+    except OSError:
+        return False

@@ -28,6 +28,8 @@ LOADERS: dict[str, str] = {
     "safetensors": "safetensors:load",
     "ort-training": "onnx.ort_training:load",
     "pickle-carrier": "pickle.scan:load",
+    "tf-savedmodel": "tf.savedmodel:load",
+    "tf-bundle-index": "tf.checkpoint:load",
 }
 
 #: file endings worth opening when a folder is checked (the format itself is sniffed).

@@ -41,7 +41,7 @@ def _single_weights(path: Path) -> Path | None:
 
 
 def folder_kind(path: Path) -> str | None:
-    """``peft``, ``sharded``, ``hf`` or None when ``path`` is not one model stored as a folder."""
+    """``tf-savedmodel``, ``tf-checkpoint``, ``peft``, ``sharded``, ``hf`` or None when ``path`` is not one model stored as a folder."""
     if not path.is_dir():
         return None
     from ..torch.dcp import is_dcp_folder  # framework checkpoint folders
@@ -51,6 +51,10 @@ def folder_kind(path: Path) -> str | None:
         return "dcp"
     if is_deepspeed_tag_folder(path):
         return "deepspeed"
+    from ..tf.folder import folder_kind as tf_folder_kind  # SavedModel / tf.train.Checkpoint
+
+    if tf_kind := tf_folder_kind(path):
+        return tf_kind
     if (path / "adapter_config.json").is_file() and any(
             (path / name).is_file() for name in ADAPTER_WEIGHTS):
         return "peft"
@@ -69,6 +73,10 @@ def model_files(path: Path) -> set[Path]:
         from ..torch.deepspeed import checkpoint_files
 
         return checkpoint_files(path)
+    if kind and kind.startswith("tf-"):
+        from ..tf.folder import model_files as tf_model_files
+
+        return tf_model_files(path, kind)
     if kind == "peft":
         files |= {path / n for n in ADAPTER_WEIGHTS if (path / n).is_file()}
         if _index_files(path) or _single_weights(path):
@@ -121,6 +129,10 @@ def load(path: Path) -> ModelGraph:
         from ..torch.deepspeed import load_deepspeed
 
         return load_deepspeed(path)
+    if kind and kind.startswith("tf-"):
+        from ..tf.folder import load_folder as load_tf_folder
+
+        return load_tf_folder(path, kind)
     graph = _load_peft(path) if kind == "peft" else _load_base(path)
     _name_from_config(graph, path)
     return graph

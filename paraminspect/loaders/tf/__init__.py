@@ -1,0 +1,1 @@
+"""TensorFlow: SavedModel folders, tf.train.Checkpoint folders and tensor-bundle indexes."""

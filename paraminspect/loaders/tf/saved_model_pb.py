@@ -1,0 +1,283 @@
+"""``saved_model.pb`` and ``keras_metadata.pb`` read as data with the protobuf wire reader.
+
+Only the fields the analyzer uses are decoded: the object graph (children, slot references,
+user-object identifiers, variables), the signatures, the top-level call nodes, and, lazily, the
+nodes of the functions a signature reaches. Field numbers follow TensorFlow's
+``saved_model.proto``, ``meta_graph.proto``, ``saved_object_graph.proto``, ``graph.proto``,
+``function.proto``, ``node_def.proto``, ``attr_value.proto`` and tf_keras'
+``saved_metadata.proto``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .bundle import dtype_name, parse_shape
+from .proto import LEN, ProtoError, fields, text, varint
+
+MAX_OBJECTS = 2_000_000
+MAX_FUNCTIONS = 500_000
+MAX_NODES_PER_FUNCTION = 5_000_000
+
+
+@dataclass
+class SavedVariable:
+    name: str = ""
+    dtype: str | None = None
+    shape: tuple[int, ...] | None = ()
+    trainable: bool = False  #: the creation-time tf.Variable flag, never a freeze signal
+
+
+@dataclass
+class SavedObject:
+    kind: str = ""  #: user_object | variable | function | bare_concrete_function | ...
+    identifier: str = ""  #: SavedUserObject.identifier (``_tf_keras_layer``, ...)
+    children: list[tuple[int, str]] = field(default_factory=list)
+    slot_variables: list[tuple[int, str, int]] = field(default_factory=list)
+    variable: SavedVariable | None = None
+
+
+@dataclass
+class OpNode:
+    """A NodeDef: name, op, inputs and the attributes the train-mode checks read."""
+
+    name: str
+    op: str
+    inputs: list[str] = field(default_factory=list)
+    funcs: list[str] = field(default_factory=list)  #: functions named by attrs (f, then_branch)
+    bools: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class MetaGraph:
+    tags: list[str] = field(default_factory=list)
+    tf_version: str = ""
+    objects: list[SavedObject] = field(default_factory=list)
+    signatures: dict[str, list[str]] = field(default_factory=dict)  #: key -> output tensor names
+    graph_nodes: list[OpNode] = field(default_factory=list)
+    #: function name -> (start, end) of its FunctionDef, decoded on demand
+    function_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class KerasNode:
+    """One entry of ``keras_metadata.pb``."""
+
+    node_id: int
+    path: str
+    identifier: str
+    metadata: str
+
+
+_OBJECT_KINDS = {4: "user_object", 5: "asset", 6: "function", 7: "variable",
+                 8: "bare_concrete_function", 9: "constant", 10: "resource",
+                 12: "captured_tensor"}
+
+
+def parse_saved_model(buf: bytes | memoryview) -> MetaGraph:
+    """The first meta graph of a SavedModel (the one ``serve`` uses; TF2 writes exactly one)."""
+    for fn, fw, _fv, fs, fe in fields(buf):
+        if fn == 2 and fw == LEN:
+            return _meta_graph(buf, fs, fe)
+    raise ProtoError("no meta graph in the SavedModel")
+
+
+def _meta_graph(buf: bytes | memoryview, start: int, end: int) -> MetaGraph:
+    meta = MetaGraph()
+    graph_def: tuple[int, int] | None = None
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fw != LEN:
+            continue
+        if fn == 1:  # MetaInfoDef
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 4 and gw == LEN:
+                    meta.tags.append(text(buf, gs, ge))
+                elif gn == 5 and gw == LEN:
+                    meta.tf_version = text(buf, gs, ge)
+        elif fn == 2:  # GraphDef
+            graph_def = (fs, fe)
+        elif fn == 5:  # map<string, SignatureDef>
+            key, outputs = "", []
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    key = text(buf, gs, ge)
+                elif gn == 2 and gw == LEN:
+                    outputs = _signature_outputs(buf, gs, ge)
+            meta.signatures[key] = outputs
+        elif fn == 7:  # SavedObjectGraph
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    meta.objects.append(_saved_object(buf, gs, ge))
+                    if len(meta.objects) > MAX_OBJECTS:
+                        raise ProtoError(f"more than {MAX_OBJECTS} saved objects")
+    if graph_def is not None:  # after the signatures: they name the top-level nodes to read
+        _graph_def(buf, graph_def, meta)
+    return meta
+
+
+def _signature_outputs(buf: bytes | memoryview, start: int, end: int) -> list[str]:
+    out: list[str] = []
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fn == 2 and fw == LEN:  # outputs: map<string, TensorInfo>
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 2 and gw == LEN:
+                    for hn, hw, _hv, hs, he in fields(buf, gs, ge):
+                        if hn == 1 and hw == LEN:
+                            out.append(text(buf, hs, he))
+    return out
+
+
+def _graph_def(buf: bytes | memoryview, span: tuple[int, int], meta: MetaGraph) -> None:
+    wanted = {t.split(":", 1)[0] for outputs in meta.signatures.values() for t in outputs}
+    for fn, fw, _fv, fs, fe in fields(buf, span[0], span[1]):
+        if fn == 1 and fw == LEN:
+            # only the nodes signatures name matter at the top level; NodeDef.name comes first
+            tag = buf[fs] if fs < fe else 0
+            if tag == 0x0A:
+                length, pos = varint(buf, fs + 1, fe)
+                if text(buf, pos, pos + length) not in wanted:
+                    continue
+            node = op_node(buf, fs, fe)
+            if node.name in wanted and node.funcs:
+                meta.graph_nodes.append(node)
+        elif fn == 2 and fw == LEN:  # FunctionDefLibrary
+            for hn, hw, _hv, hs, he in fields(buf, fs, fe):
+                if hn == 1 and hw == LEN:
+                    name = _function_name(buf, hs, he)
+                    meta.function_spans[name] = (hs, he)
+                    if len(meta.function_spans) > MAX_FUNCTIONS:
+                        raise ProtoError(f"more than {MAX_FUNCTIONS} functions")
+
+
+def _function_name(buf: bytes | memoryview, start: int, end: int) -> str:
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fn == 1 and fw == LEN:  # OpDef signature
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    return text(buf, gs, ge)
+    return ""
+
+
+def function_nodes(buf: bytes | memoryview, span: tuple[int, int]) -> list[OpNode]:
+    """The NodeDefs of one FunctionDef."""
+    nodes: list[OpNode] = []
+    for fn, fw, _fv, fs, fe in fields(buf, span[0], span[1]):
+        if fn == 3 and fw == LEN:
+            nodes.append(op_node(buf, fs, fe))
+            if len(nodes) > MAX_NODES_PER_FUNCTION:
+                raise ProtoError("a function with too many nodes")
+    return nodes
+
+
+def op_node(buf: bytes | memoryview, start: int, end: int) -> OpNode:
+    node = OpNode(name="", op="")
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fw != LEN:
+            continue
+        if fn == 1:
+            node.name = text(buf, fs, fe)
+        elif fn == 2:
+            node.op = text(buf, fs, fe)
+        elif fn == 3:
+            node.inputs.append(text(buf, fs, fe))
+        elif fn == 5:  # map<string, AttrValue>
+            key, value = "", None
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    key = text(buf, gs, ge)
+                elif gn == 2 and gw == LEN:
+                    value = (gs, ge)
+            if value is not None:
+                _attr(buf, value, key, node)
+    return node
+
+
+def _attr(buf: bytes | memoryview, value: tuple[int, int], key: str, node: OpNode) -> None:
+    for fn, fw, fv, fs, fe in fields(buf, value[0], value[1]):
+        if fn == 5 and fw != LEN:
+            node.bools[key] = bool(fv)
+        elif fn == 10 and fw == LEN:  # NameAttrList func
+            for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                if gn == 1 and gw == LEN:
+                    node.funcs.append(text(buf, gs, ge))
+
+
+def _saved_object(buf: bytes | memoryview, start: int, end: int) -> SavedObject:
+    obj = SavedObject()
+    for fn, fw, _fv, fs, fe in fields(buf, start, end):
+        if fw != LEN:
+            continue
+        if fn == 1:
+            obj.children.append(object_reference(buf, fs, fe))
+        elif fn == 3:
+            ref = [0, "", 0]
+            for gn, gw, gv, gs, ge in fields(buf, fs, fe):
+                if gn in (1, 3) and gw != LEN:
+                    ref[gn - 1] = gv
+                elif gn == 2 and gw == LEN:
+                    ref[1] = text(buf, gs, ge)
+            obj.slot_variables.append((int(ref[0]), str(ref[1]), int(ref[2])))
+        elif fn in _OBJECT_KINDS:
+            obj.kind = _OBJECT_KINDS[fn]
+            if fn == 4:
+                for gn, gw, _gv, gs, ge in fields(buf, fs, fe):
+                    if gn == 1 and gw == LEN:
+                        obj.identifier = text(buf, gs, ge)
+            elif fn == 7:
+                obj.variable = _variable(buf, fs, fe)
+    return obj
+
+
+def object_reference(buf: bytes | memoryview, start: int, end: int) -> tuple[int, str]:
+    """``ObjectReference{node_id=1, local_name=2}``, the most frequent message of an object graph:
+    decoded directly when laid out as TensorFlow writes it, else field by field."""
+    if end - start >= 4 and buf[start] == 0x08:
+        node_id, pos = varint(buf, start + 1, end)
+        if pos < end and buf[pos] == 0x12:
+            length, pos = varint(buf, pos + 1, end)
+            if pos + length == end:
+                return node_id, text(buf, pos, end)
+    node_id, name = 0, ""
+    for gn, gw, gv, gs, ge in fields(buf, start, end):
+        if gn == 1 and gw != LEN:
+            node_id = gv
+        elif gn == 2 and gw == LEN:
+            name = text(buf, gs, ge)
+    return node_id, name
+
+
+def _variable(buf: bytes | memoryview, start: int, end: int) -> SavedVariable:
+    var = SavedVariable()
+    for fn, fw, fv, fs, fe in fields(buf, start, end):
+        if fn == 1 and fw != LEN:
+            var.dtype = dtype_name(fv)
+        elif fn == 2 and fw == LEN:
+            var.shape = parse_shape(buf, fs, fe)
+        elif fn == 3 and fw != LEN:
+            var.trainable = bool(fv)
+        elif fn == 6 and fw == LEN:
+            var.name = text(buf, fs, fe)
+    return var
+
+
+def parse_keras_metadata(buf: bytes | memoryview) -> list[KerasNode]:
+    """``SavedMetadata.nodes``: node id, path (``root.layer_with_weights-0``), identifier and
+    the per-layer JSON metadata."""
+    out: list[KerasNode] = []
+    for fn, fw, _fv, fs, fe in fields(buf):
+        if fn != 1 or fw != LEN:
+            continue
+        node = KerasNode(0, "", "", "")
+        for gn, gw, gv, gs, ge in fields(buf, fs, fe):
+            if gn == 2 and gw != LEN:
+                node.node_id = gv
+            elif gn == 3 and gw == LEN:
+                node.path = text(buf, gs, ge)
+            elif gn == 4 and gw == LEN:
+                node.identifier = text(buf, gs, ge)
+            elif gn == 5 and gw == LEN:
+                node.metadata = text(buf, gs, ge)
+        out.append(node)
+        if len(out) > MAX_OBJECTS:
+            raise ProtoError(f"more than {MAX_OBJECTS} metadata nodes")
+    return out
