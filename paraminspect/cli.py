@@ -1,6 +1,7 @@
 """The ``paraminspect`` command: a thin shell over :mod:`paraminspect.api`.
 
-Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error or unreadable file.
+Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error or unreadable file,
+3 a named folder held no model that could be checked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from . import __version__
 from .baseline import BaselineError, apply_baseline, load_baseline
 from .baseline import dumps as baseline_dumps
 from .config import ConfigError, Settings, load_settings, parse_fail_on, split_codes
-from .engine import check_file, iter_model_files
+from .engine import check_file, folders_without_models, iter_model_files
 from .errors import LoadError, Skip
 from .findings import Report
 from .reporters import REPORTERS, Options, RuleInfo, get_reporter, rule_catalog
@@ -275,6 +276,11 @@ def check(
     code = report.exit_code(settings.fail_on)
     if exit_zero and code == 1:
         code = 0
+    empty = folders_without_models(paths or [Path(".")], report)
+    for folder in empty:
+        typer.echo(f"paraminspect: no model found in {folder}", err=True)
+    if empty and code == 0:
+        code = 3
     raise typer.Exit(code)
 
 

@@ -7,14 +7,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .config import Settings
-from .errors import LoadError, Skip
+from .errors import LoadError, Skip, Unsupported
 from .findings import FileReport, Finding, Report, Summary
 from .graph import ModelGraph, Source, Trainable
 from .loaders import MODEL_SUFFIXES, load
 from .loaders.folders import folder_kind, model_files
+from .other_formats import identify_folder
 from .rules import all_rules
 from .rules.base import Issue
 from .rules.unreadable_file import UnreadableFile
+from .rules.unsupported_format import UnsupportedFormat
+from .sniff import sniff
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
 
@@ -58,6 +61,12 @@ def check_file(path: str | Path, settings: Settings | None = None) -> FileReport
     report = FileReport(path=str(path))
     try:
         graph = load(path)
+    except Unsupported as other:
+        report.format = f"unsupported:{other}"
+        if settings.rule_enabled(UnsupportedFormat.code, UnsupportedFormat.name, report.path):
+            message = f"unsupported format: {other} (not checked)"
+            report.findings = [UnsupportedFormat.finding(Issue(location="", message=message))]
+        return report
     except Skip as skip:
         report.skipped = str(skip)
         return report
@@ -83,12 +92,17 @@ def _unreadable(report: FileReport, message: str, settings: Settings) -> FileRep
 
 
 def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files named explicitly, plus files with a model suffix found under named folders."""
+    """Files named explicitly, plus the model files found under named folders: chosen by their
+    bytes (see :func:`worth_checking`), with folders that hold one model yielded whole."""
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and identify_folder(path) is None:
             for folder, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+                # a Core ML package is one (unsupported) model: named once, its files not opened
+                packages = [d for d in dirs if identify_folder(Path(folder) / d) is not None]
+                dirs[:] = [d for d in dirs if d not in packages]
+                yield from (Path(folder) / d for d in packages)
                 # A model stored as a folder (shards, HF config + weights, PEFT adapter) is one
                 # model; its other files (optimizer.pt, training_args.bin) are still checked.
                 is_model = folder_kind(Path(folder)) is not None
@@ -96,10 +110,41 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 if is_model:
                     yield Path(folder)
                 for name in sorted(files):
-                    if name.lower().endswith(MODEL_SUFFIXES) and Path(folder) / name not in claimed:
+                    if Path(folder) / name not in claimed and worth_checking(Path(folder) / name):
                         yield Path(folder) / name
         else:
             yield path
+
+
+def worth_checking(path: Path) -> bool:
+    """Whether a file met in a folder scan is a model: its first bytes match a model format
+    (supported or one PI004 names), or it has a model suffix and bytes no format claims (so a
+    truncated checkpoint is still reported). Companions, data and text files are passed over."""
+    try:
+        if not path.is_file():  # never open FIFOs, sockets or devices
+            return False
+        return sniff(path).format != "companion"
+    except LoadError:
+        return path.name.lower().endswith(MODEL_SUFFIXES)
+    except OSError:
+        return False
+
+
+def folders_without_models(paths: Iterable[str | Path], report: Report) -> list[str]:
+    """The named folders in which no file could be checked as a model (only unsupported formats,
+    skipped files, companions or nothing at all): a run over them must not pass as clean."""
+    checked = [
+        Path(f.path) for f in report.files
+        if f.error or (f.format and not f.format.startswith("unsupported:") and not f.skipped)
+    ]
+    empty = []
+    for raw in paths:
+        folder = Path(raw)
+        if folder.is_dir() and identify_folder(folder) is None and not any(
+            p == folder or folder in p.parents for p in checked
+        ):
+            empty.append(str(raw))
+    return empty
 
 
 def check_paths(paths: Iterable[str | Path], settings: Settings | None = None) -> Report:

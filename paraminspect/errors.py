@@ -7,3 +7,8 @@ class LoadError(Exception):
 
 class Skip(Exception):
     """A file is deliberately not checked (e.g. a Git LFS pointer); not an error."""
+
+
+class Unsupported(Skip):
+    """A file in a known format that paraminspect cannot check (TFLite, GGUF, ...): named, not
+    skipped silently and not reported as unreadable. The message is the format's name."""

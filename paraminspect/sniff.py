@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LoadError
+from .other_formats import identify, identify_zip, is_joblib_pickle
 
 PICKLE_PROTO = b"\x80"
 #: torch's legacy (non-zip) files start with a pickled magic number: PROTO n, LONG1 10 bytes, magic.
@@ -54,7 +55,12 @@ def sniff(path: Path) -> Sniffed:
     if _looks_like_safetensors(head, size):
         return Sniffed("safetensors")
     if head[:1] == PICKLE_PROTO and 2 <= head[1] <= 5:
+        if is_joblib_pickle(path):
+            return Sniffed("unsupported", {"name": "joblib", "pickle": "yes"})
         return Sniffed("pickle")
+    other = identify(path, head, size)  # named, never "not a model file"
+    if other is not None:
+        return Sniffed(other[0], {"name": other[1]})
     if _looks_like_onnx(head):
         return Sniffed("onnx")
     raise LoadError("not a model file: the bytes match no supported format")
@@ -83,6 +89,9 @@ def _sniff_zip(path: Path) -> Sniffed:
             ):
                 return Sniffed("torchscript", {"prefix": prefix})
             return Sniffed("pytorch", {"prefix": prefix})
+    other = identify_zip(names)
+    if other is not None:
+        return Sniffed("unsupported", {"name": other})
     raise LoadError("zip archive that is not a PyTorch, TorchScript, torch.export or Keras file")
 
 
