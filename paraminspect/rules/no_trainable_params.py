@@ -31,6 +31,8 @@ class NoTrainableParams(Rule):
         elif any(layer.mode is Mode.TRAIN for layer in graph.layers.values()):
             severity = Severity.WARNING
             why = "and the model is in train mode: a training step would update nothing"
+        elif graph.content == "export":
+            return  # an inference export is frozen by nature: nothing to say
         else:
             severity = Severity.INFO
             why = "which is fine for an inference artifact, not for fine-tuning"

@@ -1,0 +1,56 @@
+"""Training-mode Dropout / BatchNorm lowered to plain ONNX ops (PI202), each export with its
+eval-mode twin, and weights kept in Constant nodes counted as frozen parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from paraminspect import check
+from paraminspect.loaders import load
+
+from .conftest import FIXTURES, findings
+
+LOWERED = FIXTURES / "onnx_lowered"
+E = "error"
+
+EXPECTED = {
+    # torch dynamo exporter, model.train(): rand_like mask dropout + bernoulli_ DropPath
+    "torch_train.onnx": {("PI202", "drop", E), ("PI202", "path", E)},
+    "torch_eval.onnx": set(),
+    # eval-mode VAE: RandomNormalLike scales the activation, never masks it
+    "torch_vae.onnx": set(),
+    # tf2onnx of tf_keras Dropout called with training=True
+    "tfkeras_train.onnx": {("PI202", "sequential.drop", E)},
+    "tfkeras_eval.onnx": set(),
+    # tf2onnx of Keras 3 BatchNormalization (batch moments) + Dropout (stateless draw)
+    "keras3_train.onnx": {("PI202", "functional_1.bn_1", E), ("PI202", "functional_1.drop_1", E)},
+    "keras3_eval.onnx": set(),
+    "constant_weights.onnx": set(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_lowered_train_mode_findings(name: str) -> None:
+    assert findings(LOWERED / name) == EXPECTED[name]
+
+
+def test_lowered_findings_name_the_op_chain() -> None:
+    (file,) = check(LOWERED / "keras3_train.onnx").files
+    messages = {f.location: f.message for f in file.findings}
+    assert messages["functional_1.drop_1"].endswith(
+        "StatelessRandomUniformV2 -> GreaterOrEqual -> Cast -> Mul")
+    assert "ReduceMean over the batch axis -> Sub -> Mul" in messages["functional_1.bn_1"]
+    assert all("training=False" in f.fix for f in file.findings)
+
+
+def test_constant_node_weights_are_frozen_parameters() -> None:
+    graph = load(LOWERED / "constant_weights.onnx")
+    params = {t.name: t for t in graph.parameters()}
+    assert set(params) == {"fc1.weight", "fc1.bias", "head.weight", "head.bias"}
+    assert params["fc1.weight"].shape == (16, 8)
+    assert all(t.trainable.value == "frozen" for t in params.values())
+    (file,) = check(LOWERED / "constant_weights.onnx").files
+    assert (file.summary.params, file.summary.frozen_params) == (178, 178)
+    # the initializer twin: same count, trainability unknown (ONNX stores none)
+    (twin,) = check(LOWERED / "torch_eval.onnx").files
+    assert (twin.summary.params, twin.summary.frozen_params) == (178, None)
