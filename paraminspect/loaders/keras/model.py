@@ -322,6 +322,12 @@ class _Builder:
             child = self._add(entry, f"{spec.path}.{attr}", chain)
             if name:
                 child.name = name
+            if attr == "backward_layer" and entry is inner and child.trainable is not Trainable.FROZEN:
+                child.trainable_fact = Fact(
+                    Source.INFERRED,
+                    "no backward_layer config stored: the backward half is a copy of the "
+                    "forward layer, flag included",
+                )
             spec.children.append(child)
 
     def add_implicit(self, parent: _Spec, key: str, class_guess: str | None,
@@ -615,6 +621,19 @@ class _Builder:
             graph.notes.append("compiled, but no optimizer weights were saved")
             return
         graph.metadata["optimizer_variables"] = len(datasets)
+        assert group is not None
+        ordered = _names(group.attrs.get("weight_names"))
+        if ordered and keras_optim.is_unnamed(ordered):
+            # Keras 2.0-2.2: unnamed slots, in weight_names order (not the sorted group order)
+            shapes = dict(datasets)
+            in_order = [(n, shapes[n]) for n in ordered if n in shapes]
+            candidates = self._build_order()
+            trainable_now = [t for t in candidates if t.trainable is Trainable.TRAINABLE]
+            if any(t.trainable is Trainable.UNKNOWN for t in candidates):
+                trainable_now = []
+            graph.optimizers.append(keras_optim.align_positional(
+                opt_cfg, in_order, candidates, trainable_now, "optimizer_weights"))
+            return
         params = {k: t for k, t in self.legacy_keys.items() if t.role is TensorRole.PARAMETER}
         graph.optimizers.append(
             keras_optim.align_named(opt_cfg, datasets, params, "optimizer_weights")
