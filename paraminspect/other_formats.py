@@ -70,7 +70,7 @@ def identify(path: Path, head: bytes, size: int) -> tuple[str, str] | None:
         return UNSUPPORTED, "Core ML model"
     if name.endswith((".pdmodel", ".pdiparams")) or name == "__model__":
         return UNSUPPORTED, "PaddlePaddle"
-    if _coreml_weights(path, size):
+    if name.endswith(".bin") and _coreml_weights(path, size):
         return COMPANION, "Core ML package weights"
     if name in COMPANION_NAMES:
         return COMPANION, COMPANION_NAMES[name]

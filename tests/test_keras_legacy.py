@@ -72,3 +72,10 @@ def test_bidirectional_halves_keep_their_own_flag() -> None:
     }
     (opt,) = graph.optimizers
     assert not any(name.startswith("bi.backward_layer") for name in opt.tracked)
+
+
+def test_keras3_weights_file_names_its_optimizer_without_guessing() -> None:
+    graph = load(FIXTURES / "keras" / "fn_clean.weights.h5")
+    assert graph.metadata["optimizer_variables"] == 10
+    assert all(t.trainable is Trainable.UNKNOWN for t in graph.parameters())
+    assert findings(FIXTURES / "keras" / "fn_clean.weights.h5") == set()

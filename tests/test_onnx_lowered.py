@@ -54,3 +54,31 @@ def test_constant_node_weights_are_frozen_parameters() -> None:
     # the initializer twin: same count, trainability unknown (ONNX stores none)
     (twin,) = check(LOWERED / "torch_eval.onnx").files
     assert (twin.summary.params, twin.summary.frozen_params) == (178, None)
+
+
+def _node(index: int, op: str, inputs: list[str], outputs: list[str], name: str = ""):
+    from paraminspect.loaders.onnx.wire import NodeInfo
+
+    return NodeInfo(index=index, name=name, op_type=op, inputs=inputs, outputs=outputs)
+
+
+@pytest.mark.parametrize(
+    ("branches", "expected"),
+    [
+        (["x", "zero"], [("dropout", "block.drop")]),  # Where(mask, activation, 0): dropout
+        (["one", "zero"], []),  # Where over two constants: a random 0/1 tensor, no gating
+    ],
+)
+def test_where_gated_mask(branches: list[str], expected: list[tuple[str, str]]) -> None:
+    from paraminspect.loaders.onnx.lowered import find_lowered
+    from paraminspect.loaders.onnx.wire import TensorInfo
+
+    nodes = [
+        _node(0, "Relu", ["input"], ["x"]),
+        _node(1, "RandomUniformLike", ["x"], ["r"], "block/drop/random_uniform/RandomUniformLike"),
+        _node(2, "Less", ["r", "keep"], ["mask"], "block/drop/Less"),
+        _node(3, "Where", ["mask", *branches], ["y"], "block/drop/Where"),
+    ]
+    consts = {n: TensorInfo(name=n, data_type=1) for n in ("keep", "zero", "one")}
+    found = find_lowered(nodes, consts, {})
+    assert [(f.kind, f.scope) for f in found] == expected

@@ -164,6 +164,13 @@ def _load_hdf5(path: Path, h5py: Any) -> ModelGraph:
             builder.attach_legacy_weights(handle, weights_only=True)
         elif "layers" in handle or "vars" in handle:  # Keras 3 save_weights
             builder.attach_v3_weights(handle, weights_only=True)
+            opt_vars = handle.get("optimizer/vars")
+            if opt_vars is not None and len(opt_vars):
+                graph.metadata["optimizer_variables"] = len(opt_vars)
+                graph.notes.append(
+                    f"optimizer/vars holds {len(opt_vars)} variables (indices only): without the "
+                    "model config they cannot be matched to trainable weights"
+                )
         else:
             raise LoadError("HDF5 file that is not a Keras model or weights file")
         builder.finish()
