@@ -109,9 +109,11 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 claimed = model_files(Path(folder)) if is_model else set()
                 if is_model:
                     yield Path(folder)
+                base = Path(folder)
                 for name in sorted(files):
-                    if Path(folder) / name not in claimed and worth_checking(Path(folder) / name):
-                        yield Path(folder) / name
+                    candidate = base / name
+                    if candidate not in claimed and worth_checking(candidate):
+                        yield candidate
         else:
             yield path
 
