@@ -20,6 +20,10 @@ EXPECTED = {
     "k20_bn_frozen_after_compile.h5": {("PI301", "batch_normalization_1", W)},
     "bi_backward_frozen.keras": set(),
     "bi_backward_frozen_after_fit.keras": {("PI301", "bi.backward_layer.cell", W)},
+    "mha_clean.keras": set(),
+    "mha_frozen_after_fit.keras": {
+        ("PI301", f"mha.{name}_dense", W) for name in ("query", "key", "value", "output")
+    },
 }
 
 
@@ -79,3 +83,12 @@ def test_keras3_weights_file_names_its_optimizer_without_guessing() -> None:
     assert graph.metadata["optimizer_variables"] == 10
     assert all(t.trainable is Trainable.UNKNOWN for t in graph.parameters())
     assert findings(FIXTURES / "keras" / "fn_clean.weights.h5") == set()
+
+
+def test_attention_projections_are_layers_in_build_order() -> None:
+    graph = load(LEGACY / "mha_clean.keras")
+    dense = [p for p in graph.order if p.startswith("mha.") and p.endswith("_dense")]
+    assert dense == ["mha.query_dense", "mha.key_dense", "mha.value_dense", "mha.output_dense"]
+    assert graph.layers["mha.query_dense"].class_name == "keras.layers.EinsumDense"
+    (opt,) = graph.optimizers
+    assert opt.alignment == "count-and-shape" and len(opt.tracked) == 13
