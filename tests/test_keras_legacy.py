@@ -92,3 +92,23 @@ def test_attention_projections_are_layers_in_build_order() -> None:
     assert graph.layers["mha.query_dense"].class_name == "keras.layers.EinsumDense"
     (opt,) = graph.optimizers
     assert opt.alignment == "count-and-shape" and len(opt.tracked) == 13
+
+
+def test_unnamed_counter_and_sgd_moments_are_aligned() -> None:
+    """Keras 1 / early 2.0 optimizers name even their counter ``Variable:0``; SGD keeps one
+    moment per weight."""
+    from paraminspect.loaders.keras.optimizer import OptimizerConfig, align_positional
+
+    graph = load(LEGACY / "k20_bn_frozen.h5")
+    params = [t for t in graph.parameters()]
+    order = ["dense_1.kernel", "dense_1.bias", "dense_2.kernel", "dense_2.bias"]
+    trainable = [graph.tensors[n] for n in order]
+    shapes = [t.shape for t in trainable]
+    names = [f"Variable_{i}:0" for i in range(1, len(shapes) + 1)]
+    datasets = [("Variable:0", ()), *zip(names, shapes, strict=True)]
+    sgd = align_positional(OptimizerConfig("SGD", {}, "test"), datasets, params, trainable, "w")
+    assert sgd.alignment == "count-and-shape" and list(sgd.tracked) == order
+    # a moment matching no weight: left unaligned, never guessed
+    bad = align_positional(OptimizerConfig("SGD", {}, "test"), [*datasets, ("V:0", (3,))],
+                           params, trainable, "w")
+    assert bad.alignment == "unaligned" and not bad.tracked

@@ -325,11 +325,12 @@ def align_positional(
     ``datasets`` are in ``weight_names`` order. Adam before 2.3 writes a third block (``vhat``,
     shape ``(1,)`` without amsgrad); 2.3 writes two; SGD one (momentum).
     """
-    slots = [(n, s) for n, s in datasets
-             if not (s == () and _global_name(n))]
+    slots = [(n, s) for n, s in datasets if not (s == () and _global_name(n))]
+    while slots and slots[0][1] == ():  # Keras 1/2.0 counters are unnamed too (Variable:0)
+        slots.pop(0)
     shapes = [s for _, s in slots]
     result = _base(opt, where, 0)
-    for width in (3, 2, 1):
+    for width in _LEGACY_WIDTHS.get(opt.type or "", (3, 2, 1)):
         if not shapes or len(shapes) % width:
             continue
         count = len(shapes) // width
@@ -362,6 +363,13 @@ def align_positional(
         f"{len(slots)} unnamed optimizer slots match no block layout over the model's weights",
     )
     return result
+
+
+#: slot blocks per weight of Keras 2.0-2.2 optimizers (Adam: m, v and, from 2.1.3, vhat)
+_LEGACY_WIDTHS: dict[str, tuple[int, ...]] = {
+    "Adam": (3, 2), "Nadam": (2,), "Adamax": (2,), "Adadelta": (2,), "SGD": (1,),
+    "RMSprop": (1,), "Adagrad": (1,),
+}
 
 
 def _global_name(name: str) -> bool:
