@@ -62,9 +62,9 @@ def check_file(path: str | Path, settings: Settings | None = None) -> FileReport
     try:
         graph = load(path)
     except Unsupported as other:
-        report.format = f"unsupported:{other}"
+        report.format = f"unsupported:{other.format_name}"
         if settings.rule_enabled(UnsupportedFormat.code, UnsupportedFormat.name, report.path):
-            message = f"unsupported format: {other} (not checked)"
+            message = f"unsupported format: {other.format_name} (not checked)"
             report.findings = [UnsupportedFormat.finding(Issue(location="", message=message))]
         return report
     except Skip as skip:

@@ -11,4 +11,8 @@ class Skip(Exception):
 
 class Unsupported(Skip):
     """A file in a known format that paraminspect cannot check (TFLite, GGUF, ...): named, not
-    skipped silently and not reported as unreadable. The message is the format's name."""
+    skipped silently and not reported as unreadable."""
+
+    def __init__(self, format_name: str) -> None:
+        super().__init__(f"unsupported format: {format_name}")
+        self.format_name = format_name
