@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .rules import all_rules
 from .rules.base import Issue
 from .rules.unreadable_file import UnreadableFile
 from .rules.unsupported_format import UnsupportedFormat
-from .sniff import sniff
+from .sniff import LFS_POINTER, sniff
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
 
@@ -112,24 +113,52 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 base = Path(folder)
                 for name in sorted(files):
                     candidate = base / name
-                    if candidate not in claimed and worth_checking(candidate):
+                    if (not claimed or candidate not in claimed) and worth_checking(candidate):
                         yield candidate
         else:
             yield path
+
+
+#: bytes of plain text (printable ASCII, whitespace, and the bytes of UTF-8 sequences)
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\n\r\f" + bytes(range(0x80, 0x100))
 
 
 def worth_checking(path: Path) -> bool:
     """Whether a file met in a folder scan is a model: its first bytes match a model format
     (supported or one PI004 names), or it has a model suffix and bytes no format claims (so a
     truncated checkpoint is still reported). Companions, data and text files are passed over."""
+    model_suffix = path.name.lower().endswith(MODEL_SUFFIXES)
     try:
-        if not path.is_file():  # never open FIFOs, sockets or devices
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open FIFOs, sockets or devices
             return False
-        return sniff(path).format != "companion"
-    except LoadError:
-        return path.name.lower().endswith(MODEL_SUFFIXES)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.read(fd, 64)
+        finally:
+            os.close(fd)
     except OSError:
         return False
+    # Plain text is no model format, except a Git LFS pointer and the XML of an OpenVINO IR:
+    # decided here without the full sniff, which matters in folders of many small files.
+    if _plain_text(head) and not head.startswith(LFS_POINTER) and not head.lstrip().startswith(
+            b"<"):
+        return model_suffix
+    try:
+        return sniff(path).format != "companion"
+    except LoadError:
+        return model_suffix
+    except OSError:
+        return False
+
+
+def _plain_text(head: bytes) -> bool:
+    if not head or head.translate(None, _TEXT_BYTES):
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the end of the head is still text
+        return exc.reason == "unexpected end of data"
+    return True
 
 
 def folders_without_models(paths: Iterable[str | Path], report: Report) -> list[str]:
