@@ -92,11 +92,15 @@ def test_folder_scan_chooses_files_by_bytes(tmp_path: Path) -> None:
 
 def test_truncated_checkpoint_in_a_folder_is_still_unreadable(tmp_path: Path) -> None:
     shutil.copy(TORCH_FIXTURES / "truncated.pt", tmp_path / "truncated.pt")
+    shutil.copy(TORCH_FIXTURES / "not_a_model.pt", tmp_path / "not_a_model.pt")  # plain text
     (tmp_path / "notes.bin").write_bytes(b"\x00\x01 random")  # model suffix, unknown bytes
+    (tmp_path / "big").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 9\n")
     report = check(tmp_path)
     assert sorted((Path(f.path).name, c.code) for f in report.files for c in f.findings) == [
-        ("notes.bin", "PI001"), ("truncated.pt", "PI001"),
+        ("not_a_model.pt", "PI001"), ("notes.bin", "PI001"), ("truncated.pt", "PI001"),
     ]
+    assert [Path(f.path).name for f in report.files if f.skipped] == ["big"]
 
 
 def test_folder_without_a_model_exits_3_and_says_so(tmp_path: Path) -> None:
