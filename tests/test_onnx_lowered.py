@@ -67,6 +67,7 @@ def _node(index: int, op: str, inputs: list[str], outputs: list[str], name: str 
     [
         (["x", "zero"], [("dropout", "block.drop")]),  # Where(mask, activation, 0): dropout
         (["one", "zero"], []),  # Where over two constants: a random 0/1 tensor, no gating
+        (["x", "input"], []),  # a choice between two computed tensors: a selection, not dropout
     ],
 )
 def test_where_gated_mask(branches: list[str], expected: list[tuple[str, str]]) -> None:

@@ -123,8 +123,10 @@ def _gated_by_mask(
         for reader in readers.get(tensor, []):
             op = reader.op_type
             others = [i for i in reader.inputs if i and i != tensor]
-            gates_where = op == "Where" and reader.inputs[0] == tensor and any(
-                i not in static for i in reader.inputs[1:])
+            # Where(mask, x, 0): one branch the activation, the other a constant fill (a choice
+            # between two computed tensors is a selection, e.g. a sampling head, not dropout)
+            gates_where = op == "Where" and reader.inputs[0] == tensor and len(reader.inputs) == 3 \
+                and sum(i not in static for i in reader.inputs[1:]) == 1
             gates_mul = op == "Mul" and any(i not in static for i in others)
             if masked and (gates_where or gates_mul):
                 return reader, " -> ".join([*chain, op])
