@@ -1,6 +1,7 @@
 """The ``paraminspect`` command: a thin shell over :mod:`paraminspect.api`.
 
-Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error or unreadable file.
+Exit codes: 0 clean, 1 findings at or above ``--fail-on``, 2 usage error or unreadable file,
+3 a named folder held no model that could be checked.
 
 Plain :mod:`argparse`, and every other import deferred to the command that needs it, so
 ``paraminspect check small.pt`` starts in a few tens of milliseconds. A subcommand is one
@@ -314,7 +315,16 @@ def check(args: argparse.Namespace) -> int:
         _say(f"{hidden} findings hidden by the baseline {args.baseline}")
 
     code = report.exit_code(settings.fail_on)
-    return 0 if args.exit_zero and code == 1 else code
+    if args.exit_zero and code == 1:
+        code = 0
+    from .engine import folders_without_models
+
+    empty = folders_without_models(args.paths or ["."], report)
+    for folder in empty:
+        _say(f"no model found in {folder}")
+    if empty and code == 0:
+        code = 3
+    return code
 
 
 def _append_step_summary(report: Report, settings: Settings, map_link: str = "") -> None:

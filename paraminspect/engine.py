@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .config import Settings
 from .deadline import TimedOut, deadline
-from .errors import LoadError, NotAModel, Skip
+from .errors import LoadError, NotAModel, Skip, Unsupported
 from .findings import FileReport, Finding, Report, Summary, group_findings
 from .graph import ModelGraph, Source, Trainable
 from .loaders import MODEL_SUFFIXES, load
 from .loaders.runs import folder_kind, model_files
+from .other_formats import identify_folder
 from .rules import all_rules
 from .rules.base import Issue
 from .rules.unreadable_file import UnreadableFile
+from .rules.unsupported_format import UnsupportedFormat
+from .sniff import LFS_POINTER, sniff
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
 
@@ -76,6 +80,12 @@ def _check_file(path: str | Path, settings: Settings) -> FileReport:
             return _unreadable(report, f"cannot list this folder: {exc.strerror or exc}", settings)
     try:
         graph = load(path)
+    except Unsupported as other:
+        report.format = f"unsupported:{other.format_name}"
+        if settings.rule_enabled(UnsupportedFormat.code, UnsupportedFormat.name, report.path):
+            message = f"unsupported format: {other.format_name} (not checked)"
+            report.findings = [UnsupportedFormat.finding(Issue(location="", message=message))]
+        return report
     except Skip as skip:
         report.skipped = str(skip)
         return report
@@ -113,15 +123,20 @@ def _unreadable(report: FileReport, message: str, settings: Settings) -> FileRep
 
 
 def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files named explicitly, plus files with a model suffix found under named folders."""
+    """Files named explicitly, plus the model files found under named folders: chosen by their
+    bytes (see :func:`worth_checking`), with folders that hold one model yielded whole."""
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and identify_folder(path) is None:
             failed: list[OSError] = []  # folders that cannot be listed are checked, and fail
             for folder, dirs, files in os.walk(path, onerror=failed.append):
                 while failed:
                     yield Path(failed.pop(0).filename)
                 dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+                # a Core ML package is one (unsupported) model: named once, its files not opened
+                packages = [d for d in dirs if identify_folder(Path(folder) / d) is not None]
+                dirs[:] = [d for d in dirs if d not in packages]
+                yield from (Path(folder) / d for d in packages)
                 # A model stored as a folder (shards, HF config + weights, PEFT adapter) is one
                 # model; its other files (optimizer.pt, training_args.bin) are still checked.
                 is_model = folder_kind(Path(folder)) is not None
@@ -129,13 +144,75 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
                 dirs[:] = [d for d in dirs if Path(folder) / d not in claimed]
                 if is_model:
                     yield Path(folder)
+                base = Path(folder)
                 for name in sorted(files):
-                    if name.lower().endswith(MODEL_SUFFIXES) and Path(folder) / name not in claimed:
-                        yield Path(folder) / name
+                    candidate = base / name
+                    if (not claimed or candidate not in claimed) and worth_checking(candidate):
+                        yield candidate
             while failed:
                 yield Path(failed.pop(0).filename)
         else:
             yield path
+
+
+#: bytes of plain text (printable ASCII, whitespace, and the bytes of UTF-8 sequences)
+_TEXT_BYTES = bytes(range(0x20, 0x7F)) + b"\t\n\r\f" + bytes(range(0x80, 0x100))
+
+
+def worth_checking(path: Path) -> bool:
+    """Whether a file met in a folder scan is a model: its first bytes match a model format
+    (supported or one PI004 names), or it has a model suffix and bytes no format claims (so a
+    truncated checkpoint is still reported). Companions, data and text files are passed over."""
+    model_suffix = path.name.lower().endswith(MODEL_SUFFIXES)
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # never opened: checking names them as skipped special files
+            return not stat.S_ISDIR(mode)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            head = os.read(fd, 64)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    # Plain text is no model format, except a Git LFS pointer and the XML of an OpenVINO IR:
+    # decided here without the full sniff, which matters in folders of many small files.
+    if _plain_text(head) and not head.startswith(LFS_POINTER) and not head.lstrip().startswith(
+            b"<"):
+        return model_suffix
+    try:
+        return sniff(path).format != "companion"
+    except LoadError:
+        return model_suffix
+    except OSError:
+        return False
+
+
+def _plain_text(head: bytes) -> bool:
+    if not head or head.translate(None, _TEXT_BYTES):
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the end of the head is still text
+        return exc.reason == "unexpected end of data"
+    return True
+
+
+def folders_without_models(paths: Iterable[str | Path], report: Report) -> list[str]:
+    """The named folders in which no file could be checked as a model (only unsupported formats,
+    skipped files, companions or nothing at all): a run over them must not pass as clean."""
+    checked = [
+        Path(f.path) for f in report.files
+        if f.error or (f.format and not f.format.startswith("unsupported:") and not f.skipped)
+    ]
+    empty = []
+    for raw in paths:
+        folder = Path(raw)
+        if folder.is_dir() and identify_folder(folder) is None and not any(
+            p == folder or folder in p.parents for p in checked
+        ):
+            empty.append(str(raw))
+    return empty
 
 
 def check_paths(paths: Iterable[str | Path], settings: Settings | None = None) -> Report:

@@ -12,3 +12,12 @@ class Skip(Exception):
 class NotAModel(LoadError):
     """The bytes are no model format at all (a data file that shares a model's extension), as
     opposed to a model file that is truncated or corrupt."""
+
+
+class Unsupported(Skip):
+    """A file in a known format that paraminspect cannot check (TFLite, GGUF, ...): named, not
+    skipped silently and not reported as unreadable."""
+
+    def __init__(self, format_name: str) -> None:
+        super().__init__(f"unsupported format: {format_name}")
+        self.format_name = format_name

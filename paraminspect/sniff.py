@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LoadError, NotAModel, Skip
+from .other_formats import identify, is_joblib_pickle
 from .zipguard import check_zip
 
 PICKLE_PROTO = b"\x80"
@@ -58,9 +59,16 @@ def sniff(path: Path) -> Sniffed:
     if _looks_like_safetensors(head, size):
         return Sniffed("safetensors")
     if head[:1] == PICKLE_PROTO and 2 <= head[1] <= 5:
+        if is_joblib_pickle(path):  # arrays sit raw in the opcode stream: scanned, not walked
+            return Sniffed("pickle-carrier")
         return Sniffed("pickle")
     if _looks_like_saved_model(head):  # before ONNX: both start with field 1 = small varint
         return Sniffed("tf-savedmodel")
+    if head.startswith(b"\x93NUMPY"):  # may hold pickled object arrays: scanned, not a model
+        return Sniffed("pickle-carrier")
+    other = identify(path, head, size)  # named, never "not a model file"
+    if other is not None:
+        return Sniffed(other[0], {"name": other[1]})
     if _looks_like_onnx(head):
         return Sniffed("onnx")
     if _ends_with_table_magic(path, size):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ..errors import LoadError, Skip
+from ..errors import LoadError, Skip, Unsupported
 from ..graph import ModelGraph
 from ..sniff import Sniffed, sniff
 
@@ -43,12 +43,20 @@ def load(path: str | Path) -> ModelGraph:
     """Read the model at ``path`` into a graph. Raises LoadError or Skip."""
     path = Path(path)
     if path.is_dir():  # one model stored as a folder (shards, HF config + weights, PEFT adapter)
+        from ..other_formats import identify_folder
         from .runs import load_folder
+
+        if (other := identify_folder(path)) is not None:
+            raise Unsupported(other)
 
         return load_folder(path)
     sniffed = sniff(path)
     if sniffed.format == "git-lfs-pointer":
         raise Skip("Git LFS pointer file, not the model itself (run `git lfs pull`)")
+    if sniffed.format == "unsupported":
+        raise Unsupported(sniffed.detail["name"])
+    if sniffed.format == "companion":
+        raise Skip(f"companion file ({sniffed.detail['name']}), not a model")
     target = LOADERS.get(sniffed.format)
     if target is None:
         raise LoadError(f"{sniffed.format} files are not supported yet")
@@ -59,4 +67,4 @@ def load(path: str | Path) -> ModelGraph:
     return graph
 
 
-__all__ = ["LOADERS", "MODEL_SUFFIXES", "LoadError", "Skip", "Sniffed", "load"]
+__all__ = ["LOADERS", "MODEL_SUFFIXES", "LoadError", "Skip", "Sniffed", "Unsupported", "load"]

@@ -36,6 +36,8 @@ class NoTrainableParams(Rule):
             why = "the model is in train mode, and a training step would update nothing"
         elif graph.root.mode is Mode.EVAL:
             return  # frozen, eval mode, no optimizer: an inference artifact, as intended
+        elif graph.content == "export":
+            return  # an inference export is frozen by nature: nothing to say
         else:
             severity = Severity.INFO
             why = "that is fine for an inference artifact, not for fine-tuning"

@@ -187,6 +187,13 @@ def _load_hdf5(path: Path, h5py: Any) -> ModelGraph:
             builder.attach_legacy_weights(handle, weights_only=True)
         elif "layers" in handle or "vars" in handle:  # Keras 3 save_weights
             builder.attach_v3_weights(handle, weights_only=True)
+            opt_vars = handle.get("optimizer/vars")
+            if opt_vars is not None and len(opt_vars):
+                graph.metadata["optimizer_variables"] = len(opt_vars)
+                graph.notes.append(
+                    f"optimizer/vars holds {len(opt_vars)} variables (indices only): without the "
+                    "model config they cannot be matched to trainable weights"
+                )
         else:
             raise NotAModel("HDF5 file that is not a Keras model or weights file")
         builder.finish()
@@ -258,6 +265,8 @@ class _Builder:
 
     def _add(self, entry: dict[str, Any], path: str, enclosing: list[tuple[str, bool | None]]) -> _Spec:
         cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        if isinstance(entry.get("config"), list):  # Keras 2.0-2.2 Sequential: a bare layer list
+            cfg = {"layers": entry["config"]}
         name = str(cfg.get("name") or entry.get("name") or path.rsplit(".", 1)[-1] or "")
         class_name = str(entry.get("class_name") or "")
         registered = entry.get("registered_name")
@@ -275,7 +284,12 @@ class _Builder:
         flag = cfg.get("trainable")
         own = flag if isinstance(flag, bool) else None
         chain = [*enclosing, (path or "the model", own)]
+        is_model = isinstance(cfg.get("layers"), list) or not path
         trainable, fact = self._effective(chain, class_name)
+        if is_model and own is None:
+            # Keras 2 model configs carry no flag of their own (only their layers do): a model
+            # without one decides nothing for its layers
+            chain = [*enclosing]
         spec = _Spec(path=path, name=name, class_name=qualified, bare=bare, config=cfg,
                      custom=custom, trainable=trainable, trainable_fact=fact)
         if len(self.specs) >= DEFAULT_LIMITS.max_layers:
@@ -313,8 +327,63 @@ class _Builder:
                 self.subclassed = True
         else:
             self.order_specs.append(spec)
+            self._nested(spec, chain)
         if bare == "Lambda":
             self._lambda(spec)
+        return spec
+
+    def _nested(self, spec: _Spec, chain: list[tuple[str, bool | None]]) -> None:
+        """Sub-layers a wrapper stores in its own config: ``Bidirectional`` (``layer`` and
+        ``backward_layer``, each with its own ``trainable``), ``TimeDistributed``-style wrappers
+        (``layer``) and generic ``RNN`` (``cell``). Paths use the attribute names Keras 3 keeps
+        in the weights file (``bi.forward_layer``, ``bi.backward_layer``)."""
+        cfg = spec.config
+        inner = cfg.get("layer") if isinstance(cfg.get("layer"), dict) else None
+        nested: list[tuple[str, dict[str, Any], str | None]] = []
+        if spec.bare == "Bidirectional" and inner is not None:
+            base = _config_name(inner)
+            backward = cfg.get("backward_layer")
+            nested.append(("forward_layer", inner,
+                           base if base.startswith("forward_") else f"forward_{base}"))
+            if isinstance(backward, dict):
+                nested.append(("backward_layer", backward, _config_name(backward)))
+            else:  # built as a copy of the forward layer, with its flag
+                nested.append(("backward_layer", inner, f"backward_{base.removeprefix('forward_')}"))
+        elif inner is not None:
+            nested.append(("layer", inner, None))
+        elif isinstance(cfg.get("cell"), dict):
+            nested.append(("cell", cfg["cell"], None))
+        for attr, entry, name in nested:
+            child = self._add(entry, f"{spec.path}.{attr}", chain)
+            if name:
+                child.name = name
+            if attr == "backward_layer" and entry is inner and child.trainable is not Trainable.FROZEN:
+                child.trainable_fact = Fact(
+                    Source.INFERRED,
+                    "no backward_layer config stored: the backward half is a copy of the "
+                    "forward layer, flag included",
+                )
+            spec.children.append(child)
+
+    def add_implicit(self, parent: _Spec, key: str, class_guess: str | None,
+                     config: dict[str, Any]) -> _Spec:
+        """A sub-layer that only the weights file shows (an LSTM's ``cell``, the projections of
+        ``MultiHeadAttention``): it follows its parent's trainable flag, as Keras sets it."""
+        path = f"{parent.path}.{key}"
+        layer = self.graph.ensure_layer(path)
+        if class_guess:
+            layer.class_name = f"keras.layers.{class_guess}"
+            layer.kind = classify(class_guess)
+            layer.kind_fact = Fact(Source.INFERRED, f"sub-layer {key} of {parent.bare}")
+        spec = _Spec(path=path, name=key, class_name=layer.class_name or "",
+                     bare=class_guess or "", config=config, custom=class_guess is None,
+                     trainable=parent.trainable, trainable_fact=parent.trainable_fact)
+        self.specs[path] = spec
+        parent.children.append(spec)
+        # build order: right after the parent and whatever was built for it already
+        last = max((i for i, s in enumerate(self.order_specs)
+                    if s.path == parent.path or s.path.startswith(parent.path + ".")), default=-1)
+        self.order_specs.insert(last + 1, spec)
         return spec
 
     @staticmethod
@@ -322,7 +391,7 @@ class _Builder:
         frozen = [where for where, flag in chain if flag is False]
         if frozen:
             return Trainable.FROZEN, Fact(Source.STORED, f"trainable=False on {frozen[0]}")
-        if any(flag is None for _, flag in chain):
+        if not chain or any(flag is None for _, flag in chain):
             return Trainable.UNKNOWN, Fact(Source.UNKNOWN, "no trainable flag stored")
         where = chain[-1][0]
         extra = " and every enclosing model" if len(chain) > 1 else ""
@@ -379,13 +448,24 @@ class _Builder:
 
     def _v3_vars(self, group: Any, spec: _Spec) -> None:
         vars_group = group.get("vars")
-        if vars_group is None:
+        if vars_group is not None:
+            keys = sorted((k for k in vars_group if k.isdigit()), key=int)
+            shapes = [(tuple(vars_group[k].shape), str(vars_group[k].dtype)) for k in keys]
+            local = _local_names(spec.bare, spec.config, len(shapes)) if not spec.custom else None
+            for index, (shape, dtype) in enumerate(shapes):
+                self._tensor(spec, local[index] if local else f"var{index}", shape, dtype,
+                             local is not None)
+        if spec.kind in ("functional", "sequential") or spec.custom:
             return
-        keys = sorted((k for k in vars_group if k.isdigit()), key=int)
-        shapes = [(tuple(vars_group[k].shape), str(vars_group[k].dtype)) for k in keys]
-        local = _local_names(spec.bare, spec.config, len(shapes)) if not spec.custom else None
-        for index, (shape, dtype) in enumerate(shapes):
-            self._tensor(spec, local[index] if local else f"var{index}", shape, dtype, local is not None)
+        for key in _sublayer_order(spec.bare, [k for k in group if k not in ("vars", "layers")]):
+            child = group[key]
+            if not hasattr(child, "keys"):
+                continue
+            sub = self.specs.get(f"{spec.path}.{key}")
+            if sub is None:
+                guess, config = _implicit_class(spec, key)
+                sub = self.add_implicit(spec, key, guess, config)
+            self._v3_vars(child, sub)
 
     def _v3_from_file(self, group: Any, path: str, weights_only: bool) -> None:
         """Layers straight from the weights file (subclassed models, weights-only files)."""
@@ -457,11 +537,20 @@ class _Builder:
             weight_names = _names(sub.attrs.get("weight_names"))
             if weight_names is None:
                 weight_names = _dataset_names(sub)
-            for weight_name in weight_names:
+            top_spec = self.specs.get(top)
+            canonical = None
+            if top_spec is not None and not top_spec.children and not top_spec.custom:
+                # by position: stored names may carry graph-uniquifying suffixes
+                # (batch_normalization_1_1/moving_mean:0, kernel_1:0)
+                canonical = _local_names(top_spec.bare, top_spec.config, len(weight_names))
+            for position, weight_name in enumerate(weight_names):
                 dataset = sub.get(weight_name)
                 if dataset is None or not hasattr(dataset, "shape"):
                     continue
-                spec, local = self._legacy_owner(top, weight_name, weights_only)
+                if canonical is not None and top_spec is not None:
+                    spec, local = top_spec, canonical[position]
+                else:
+                    spec, local = self._legacy_owner(top, weight_name, weights_only)
                 tensor = self._tensor(spec, local, tuple(dataset.shape), str(dataset.dtype),
                                       named=True)
                 self.legacy_keys[weight_name.removesuffix(":0")] = tensor
@@ -471,7 +560,7 @@ class _Builder:
         local = parts[-1]
         top_spec = self.specs.get(top)
         if top_spec is not None:
-            for depth in range(len(parts) - 1):
+            for depth in reversed(range(len(parts) - 1)):
                 wanted = parts[depth]
                 hits = [s for s in self._subtree(top_spec) if s.name == wanted]
                 if hits:
@@ -498,7 +587,7 @@ class _Builder:
         while name in graph.tensors:
             name += "_"
         is_buffer = (
-            (named and local in BUFFER_NAMES and not spec.custom)
+            (named and re.sub(r"_\d+$", "", local) in BUFFER_NAMES and not spec.custom)
             or spec.bare in STAT_LAYERS
             or dtype not in FLOAT_DTYPES
         )
@@ -567,6 +656,19 @@ class _Builder:
             graph.notes.append("compiled, but no optimizer weights were saved")
             return
         graph.metadata["optimizer_variables"] = len(datasets)
+        assert group is not None
+        ordered = _names(group.attrs.get("weight_names"))
+        if ordered and keras_optim.is_unnamed(ordered):
+            # Keras 2.0-2.2: unnamed slots, in weight_names order (not the sorted group order)
+            shapes = dict(datasets)
+            in_order = [(n, shapes[n]) for n in ordered if n in shapes]
+            candidates = self._build_order()
+            trainable_now = [t for t in candidates if t.trainable is Trainable.TRAINABLE]
+            if any(t.trainable is Trainable.UNKNOWN for t in candidates):
+                trainable_now = []
+            graph.optimizers.append(keras_optim.align_positional(
+                opt_cfg, in_order, candidates, trainable_now, "optimizer_weights"))
+            return
         params = {k: t for k, t in self.legacy_keys.items() if t.role is TensorRole.PARAMETER}
         graph.optimizers.append(
             keras_optim.align_named(opt_cfg, datasets, params, "optimizer_weights")
@@ -596,6 +698,11 @@ class _Builder:
             return
         edges: list[tuple[str, str]] = []
         self._edges(root, edges)
+        leaves = {spec.path for spec in self.order_specs}
+        for spec in self.order_specs:  # a wrapper's sub-layers compute part of its output
+            parent = graph.ancestors(spec.path)[0] if spec.path else None
+            if parent is not None and parent in leaves:
+                edges.append((spec.path, parent))
         graph.edges = list(dict.fromkeys(edges))
         graph.outputs = self._outputs(root)
         graph.order = self._topological(graph.edges)
@@ -797,6 +904,8 @@ def _local_names(bare: str, cfg: dict[str, Any], count: int) -> list[str] | None
     elif bare in ("LayerNormalization", "GroupNormalization"):
         names = (["gamma"] if cfg.get("scale", True) else []) + (
             ["beta"] if cfg.get("center", True) else [])
+    elif bare in ("LSTMCell", "GRUCell", "SimpleRNNCell"):
+        names = ["kernel", "recurrent_kernel", *bias]
     elif bare == "Embedding":
         names = ["embeddings"]
     elif bare == "PReLU":
@@ -806,3 +915,31 @@ def _local_names(bare: str, cfg: dict[str, Any], count: int) -> list[str] | None
     else:
         names = None
     return names if names is not None and len(names) == count else None
+
+
+#: recurrent layer -> the cell class Keras 3 stores its weights under (``<layer>/cell/vars``)
+_CELLS = {"LSTM": "LSTMCell", "GRU": "GRUCell", "SimpleRNN": "SimpleRNNCell"}
+#: sub-layers in the order their owner builds them (the weights file lists them alphabetically)
+_BUILD_ORDER = {
+    "Bidirectional": ("forward_layer", "backward_layer"),
+    "MultiHeadAttention": ("query_dense", "key_dense", "value_dense", "output_dense"),
+}
+
+
+def _config_name(entry: dict[str, Any]) -> str:
+    cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    return str(cfg.get("name") or entry.get("name") or "")
+
+
+def _sublayer_order(bare: str, keys: list[str]) -> list[str]:
+    known = _BUILD_ORDER.get(bare, ())
+    return [k for k in known if k in keys] + sorted(k for k in keys if k not in known)
+
+
+def _implicit_class(parent: _Spec, key: str) -> tuple[str | None, dict[str, Any]]:
+    if key == "cell" and parent.bare in _CELLS:
+        return _CELLS[parent.bare], {"use_bias": parent.config.get("use_bias", True)}
+    if parent.bare == "MultiHeadAttention" and key.endswith("_dense"):
+        use_bias = parent.config.get("use_bias", True) is not False
+        return "EinsumDense", {"bias_axes": "x" if use_bias else None}
+    return None, {}

@@ -10,6 +10,7 @@ so there the match is by name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -299,3 +300,91 @@ def _match(
         return None, candidates[0][1]
     key = keys.pop()
     return key, next(s for k, s in candidates if k == key)
+
+
+#: unnamed slot variables of Keras 2.0-2.2 optimizers: ``training/Adam/Variable_3:0``,
+#: ``Variable_3:0``
+_UNNAMED = re.compile(r"(^|/)Variable(_\d+)?(:\d+)?$")
+
+
+def is_unnamed(names: Sequence[str]) -> bool:
+    """True when the slots carry no weight names (Keras 2.0-2.2 ``K.zeros`` variables)."""
+    return any(_UNNAMED.search(n) for n in names)
+
+
+def align_positional(
+    opt: OptimizerConfig,
+    datasets: Sequence[tuple[str, Shape]],
+    candidates: Sequence[Tensor],
+    trainable_now: Sequence[Tensor],
+    where: str,
+) -> Optimizer:
+    """Align Keras 2.0-2.2 slots (``[iterations] + m x n + v x n (+ vhat x n)``), built at
+    ``compile()`` over the weights trainable then, by block layout, order and shape.
+
+    ``datasets`` are in ``weight_names`` order. Adam before 2.3 writes a third block (``vhat``,
+    shape ``(1,)`` without amsgrad); 2.3 writes two; SGD one (momentum).
+    """
+    slots = [(n, s) for n, s in datasets if not (s == () and _global_name(n))]
+    while slots and slots[0][1] == ():  # Keras 1/2.0 counters are unnamed too (Variable:0)
+        slots.pop(0)
+    shapes = [s for _, s in slots]
+    result = _base(opt, where, 0)
+    for width in _LEGACY_WIDTHS.get(opt.type or "", (3, 2, 1)):
+        if not shapes or len(shapes) % width:
+            continue
+        count = len(shapes) // width
+        first = shapes[:count]
+        blocks = [shapes[i * count:(i + 1) * count] for i in range(width)]
+        if width >= 2 and blocks[1] != first:
+            continue
+        if width == 3 and not all(s in ((1,), f) for s, f in zip(blocks[2], first)):
+            continue
+        mapping, how = _map_by_shape(first, candidates, trainable_now)
+        if mapping is None:
+            continue
+        result.size = count
+        result.alignment = how
+        result.alignment_fact = Fact(
+            Source.INFERRED,
+            f"{len(slots)} unnamed slots = {width} blocks of {count} weights (Keras 2 layout), "
+            f"matched to the {'weights trainable now' if mapping == list(trainable_now) else 'model weights'} "
+            "by order and shape",
+        )
+        result.exhaustive = True
+        names = ("m", "v", "vhat")[:width] if width > 1 else ("moment",)
+        for index, tensor in enumerate(mapping):
+            result.tracked[tensor.name] = ParamOptState(
+                index=index, group=0, has_state=True, slots=names, shape=first[index]
+            )
+        return result
+    result.alignment_fact = Fact(
+        Source.UNKNOWN,
+        f"{len(slots)} unnamed optimizer slots match no block layout over the model's weights",
+    )
+    return result
+
+
+#: slot blocks per weight of Keras 2.0-2.2 optimizers (Adam: m, v and, from 2.1.3, vhat)
+_LEGACY_WIDTHS: dict[str, tuple[int, ...]] = {
+    "Adam": (3, 2), "Nadam": (2,), "Adamax": (2,), "Adadelta": (2,), "SGD": (1,),
+    "RMSprop": (1,), "Adagrad": (1,),
+}
+
+
+def _global_name(name: str) -> bool:
+    return name.removesuffix(":0").rsplit("/", 1)[-1] in GLOBAL_NAMES
+
+
+def _map_by_shape(
+    shapes: list[Shape], candidates: Sequence[Tensor], trainable_now: Sequence[Tensor]
+) -> tuple[list[Tensor] | None, str]:
+    if len(shapes) == len(trainable_now) and all(
+            s == t.shape for s, t in zip(shapes, trainable_now)):
+        return list(trainable_now), "count-and-shape"
+    if len(shapes) == len(candidates) and all(s == t.shape for s, t in zip(shapes, candidates)):
+        return list(candidates), "count-and-shape"
+    embedding = unique_shape_embedding(shapes, [t.shape for t in candidates])
+    if embedding is not None:
+        return [candidates[i] for i in embedding], "shape"
+    return None, ""

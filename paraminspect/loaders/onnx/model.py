@@ -29,10 +29,12 @@ from ...graph import (
     Source,
     Tensor,
     TensorRole,
+    Trainable,
 )
 from ...kinds import BUFFER_NAMES, classify
 from ...sniff import Sniffed
 from ..dataflow import topological_order
+from .lowered import find_lowered
 from .wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
 
 #: op_type -> layer kind, for layers whose class the file does not name
@@ -96,6 +98,13 @@ DOTTED_NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
 LEGACY_SUFFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_\d+)?$")
 #: metadata lists longer than this are not parsed (they are Python-literal strings)
 MAX_LITERAL = 64 * 1024
+#: ops whose weight inputs are parameters when a Constant node (not an initializer) holds them
+WEIGHT_OPS = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization",
+    "LayerNormalization", "GroupNormalization", "Gather", "LSTM", "GRU", "RNN", "PRelu",
+})
+#: graph.metadata key: training-mode layers lowered into plain ops (read by train-mode rules)
+TRAIN_MODE_OPS = "train_mode_ops"
 
 
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -138,7 +147,9 @@ class _Builder:
         self._collect_constants()
         self._assign_layers()
         self._initializers()
+        self._constant_weights()
         self._kinds_and_modes()
+        self._lowered_train_mode()
         self._edges_and_order()
         return graph
 
@@ -264,6 +275,47 @@ class _Builder:
                 self.first_reader.setdefault(layer, owner)
             if init.data_location == 1 or init.external_data:
                 self._external(init, folder)
+
+    def _constant_weights(self) -> None:
+        """Weights kept in Constant nodes instead of initializers: literals of the inference
+        graph, so frozen by construction. Counted where a weight-bearing op (or the Add of its
+        bias) reads them; small literals (rates, shapes, epsilons) are not parameters."""
+        producer = {o: n for n in self.g.nodes for o in n.outputs if o}
+        readers: dict[str, list[NodeInfo]] = {}
+        for node in self.g.nodes:
+            for name in node.inputs:
+                readers.setdefault(name, []).append(node)
+        fact = Fact(Source.INFERRED, "a Constant node of the ONNX graph: an inference-only literal")
+        for name, value in self.constants.items():
+            if not isinstance(value, TensorInfo) or value.dtype not in FLOAT_DTYPES:
+                continue
+            if not value.dims or name in self.graph.tensors:
+                continue
+            users = readers.get(name, [])
+            if not any(
+                u.op_type in WEIGHT_OPS or (u.op_type == "Add" and any(
+                    producer.get(i) is not None and producer[i].op_type in WEIGHT_OPS
+                    for i in u.inputs if i != name))
+                for u in users
+            ):
+                continue
+            layer = self.node_layer[users[0].index] if users else ""
+            tensor = Tensor(
+                name=name, layer=layer, role=TensorRole.PARAMETER, shape=tuple(value.dims),
+                dtype=value.dtype, trainable=Trainable.FROZEN, trainable_fact=fact,
+            )
+            tensor.origin = value
+            self.graph.add_tensor(tensor)
+
+    def _lowered_train_mode(self) -> None:
+        """Dropout and batch statistics that the exporter lowered into plain ops."""
+        found = find_lowered(self.g.nodes, self.initializers, dict(self.constants))
+        records = []
+        for item in found:
+            location = item.scope or self.node_layer[item.node]
+            records.append({"location": location, "kind": item.kind, "evidence": item.evidence})
+        if records:
+            self.graph.metadata[TRAIN_MODE_OPS] = records
 
     def _external(self, init: TensorInfo, folder: Path) -> None:
         location = init.external_data.get("location", "")
