@@ -357,6 +357,46 @@ def show_rule(code: Annotated[str, typer.Argument(help="A rule code (PI201) or n
     typer.echo(doc.text)
 
 
+@app.command("diff")
+def diff_command(
+    before: Annotated[Path, typer.Argument(help="The earlier checkpoint (file or model folder).")],
+    after: Annotated[Path, typer.Argument(help="The later checkpoint of the same model.")],
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option("--format", "--output-format", "-f", help="Report format."),
+    ] = OutputFormat.text,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")
+    ] = None,
+    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance per element.")] = 0.0,
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance per element.")] = 0.0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Threads comparing tensors.")] = 1,
+    select: Annotated[
+        list[str], typer.Option("--select", help="Only these rule codes or prefixes.")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    ignore: Annotated[
+        list[str], typer.Option("--ignore", help="Skip these rule codes or prefixes.")
+    ] = [],  # noqa: B006
+    fail_on: Annotated[
+        FailOn | None, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the findings.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colors.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="pyproject.toml to read [tool.paraminspect] from."),
+    ] = None,
+) -> None:
+    """Compare two checkpoints of one run: frozen weights that moved, drifted BatchNorm
+    statistics, trainable weights that never changed, optimizer step counters."""
+    from .diff.command import run
+
+    raise typer.Exit(run(
+        before, after, output_format.value, output, atol, rtol, jobs, select, ignore,
+        fail_on.value if fail_on else None, config, quiet, no_color,
+    ))
+
+
 def main() -> None:
     app()
 

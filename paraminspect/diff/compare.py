@@ -1,0 +1,185 @@
+"""Compare two stored tensors window by window: exact on bits, or within atol/rtol on values.
+
+Each tensor is cut into windows of at most :data:`~.tensors.WINDOW_BYTES`; a window of BEFORE
+and the same elements of AFTER are compared (as 64-bit words when the bytes allow it, which runs
+at memory speed) and only a window that differs is decoded to floats for the size of the change.
+Windows are independent, so ``jobs`` threads share them across tensors; numpy releases the GIL
+while it compares.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tensors import RAW_DTYPES, WINDOW_BYTES, TensorData
+
+#: dtypes whose bits decode to numbers for tolerances and the size of a change
+_FLOATS = {"float64", "float32", "float16", "bfloat16"}
+_NUMBERS = _FLOATS | {"int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64",
+                      "bool"}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = 0.0
+    rtol: float = 0.0
+
+    @property
+    def exact(self) -> bool:
+        return self.atol == 0.0 and self.rtol == 0.0
+
+
+@dataclass
+class Delta:
+    """How one tensor differs between BEFORE and AFTER."""
+
+    name: str
+    status: str  #: "unchanged", "changed", "reshaped", "missing-before", "missing-after", "unread"
+    numel: int = 0
+    changed: int = 0  #: elements beyond the tolerance (all elements whose bits differ if exact)
+    identical: bool = False  #: every bit equal
+    max_abs: float | None = None  #: largest |after - before|
+    sq_diff: float = 0.0
+    sq_before: float = 0.0
+    detail: str = ""
+
+    @property
+    def relative(self) -> float | None:
+        """||after - before|| / ||before|| (L2), None when BEFORE is all zero."""
+        if self.sq_before <= 0.0:
+            return None
+        return math.sqrt(self.sq_diff / self.sq_before)
+
+
+@dataclass
+class _Part:
+    changed: int = 0
+    identical: bool = True
+    max_abs: float | None = None
+    sq_diff: float = 0.0
+    sq_before: float = 0.0
+
+
+def _decode(values: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "bfloat16":
+        return (values.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "float64":
+        return values
+    return values.astype(np.float32 if dtype in _FLOATS else np.float64)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype != b.dtype:
+        return False
+    a8, b8 = a.view(np.uint8), b.view(np.uint8)
+    if a8.size % 8 == 0:
+        return bool(np.array_equal(a8.view(np.uint64), b8.view(np.uint64)))
+    return bool(np.array_equal(a8, b8))
+
+
+def _compare_window(a: TensorData, b: TensorData, first: int, count: int,
+                    tol: Tolerance) -> _Part:
+    va, vb = a.read(first, count), b.read(first, count)
+    same_raw = a.dtype == b.dtype
+    if same_raw and _same_bits(va, vb):
+        return _Part()
+    part = _Part(identical=False)
+    if a.dtype not in _NUMBERS or b.dtype not in _NUMBERS:
+        # no numeric meaning (float8, complex): count differing bit patterns only
+        part.changed = int(np.count_nonzero(va != vb)) if same_raw else count
+        return part
+    fa, fb = _decode(va, a.dtype), _decode(vb, b.dtype)
+    if fa.dtype != fb.dtype:
+        fa, fb = fa.astype(np.float64), fb.astype(np.float64)
+    diff = np.subtract(fb, fa)
+    np.abs(diff, out=diff)
+    with np.errstate(invalid="ignore"):
+        if tol.exact:
+            # bits differ: count values that differ, NaN against NaN counts as equal
+            both_nan = np.isnan(fa) & np.isnan(fb) if fa.dtype.kind == "f" else None
+            unequal = fa != fb
+            if both_nan is not None:
+                unequal &= ~both_nan
+            part.changed = int(np.count_nonzero(unequal))
+            if part.changed == 0:
+                part.identical = True  # e.g. +0.0 vs -0.0, or NaN payloads; not a change
+                return part
+        else:
+            limit = tol.atol + tol.rtol * np.abs(fb)
+            part.changed = int(np.count_nonzero(~(diff <= limit)))
+        finite = diff[np.isfinite(diff)] if fa.dtype.kind == "f" else diff
+        part.max_abs = float(finite.max()) if finite.size else float("nan")
+        part.sq_diff = float(np.dot(finite, finite)) if finite.size else 0.0
+        before = fa[np.isfinite(fa)] if fa.dtype.kind == "f" else fa
+        part.sq_before = float(np.dot(before, before)) if before.size else 0.0
+    return part
+
+
+def _windows(a: TensorData, b: TensorData) -> Iterator[tuple[int, int]]:
+    step = max(1, WINDOW_BYTES // max(a.itemsize, b.itemsize))
+    numel = a.numel
+    if numel == 0:
+        return
+    for first in range(0, numel, step):
+        yield first, min(step, numel - first)
+
+
+def compare_all(
+    pairs: Iterable[tuple[TensorData, TensorData]], tol: Tolerance, jobs: int = 1
+) -> dict[str, Delta]:
+    """Compare same-shaped pairs; returns a :class:`Delta` per name (status unchanged/changed)."""
+    pairs = list(pairs)
+    deltas = {a.name: Delta(a.name, "unchanged", numel=a.numel, identical=True) for a, _ in pairs}
+
+    def merge(name: str, part: _Part) -> None:
+        delta = deltas[name]
+        delta.changed += part.changed
+        delta.identical = delta.identical and part.identical
+        if part.max_abs is not None:
+            delta.max_abs = part.max_abs if delta.max_abs is None else max(delta.max_abs,
+                                                                            part.max_abs)
+        delta.sq_diff += part.sq_diff
+        delta.sq_before += part.sq_before
+
+    def before_norm(a: TensorData, first: int, count: int) -> float:
+        if a.dtype not in _NUMBERS:
+            return 0.0
+        values = _decode(a.read(first, count), a.dtype)
+        if values.dtype.kind == "f":
+            values = values[np.isfinite(values)]
+        return float(np.dot(values, values))
+
+    tasks = [(a, b, first, count) for a, b in pairs for first, count in _windows(a, b)]
+    #: windows whose bits matched, per tensor: their share of BEFORE's norm is added only for
+    #: tensors that changed elsewhere (most tensors fit one window, so this is rarely needed)
+    same: dict[str, list[tuple[int, int]]] = {}
+    if jobs <= 1:
+        results: Iterable[_Part] = (_compare_window(a, b, f, c, tol) for a, b, f, c in tasks)
+        pool = None
+    else:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        results = pool.map(lambda t: _compare_window(t[0], t[1], t[2], t[3], tol), tasks)
+    try:
+        for (a, _, first, count), part in zip(tasks, results):
+            merge(a.name, part)
+            if part.max_abs is None:
+                same.setdefault(a.name, []).append((first, count))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    by_name = {a.name: a for a, _ in pairs}
+    for name, delta in deltas.items():
+        if delta.changed:
+            delta.status = "changed"
+            a = by_name[name]
+            delta.sq_before += sum(before_norm(a, f, c) for f, c in same.get(name, ()))
+    return deltas
+
+
+def raw_dtype(dtype: str) -> np.dtype:
+    return np.dtype(RAW_DTYPES[dtype])
