@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from ..graph import LayerKind, ModelGraph, Source, Tensor, TensorRole, Trainable
+from ..graph import LayerKind, ModelGraph, Tensor, TensorRole, Trainable
 from .compare import Delta, Tolerance
 
 #: running statistics of BatchNorm-type layers (torch and Keras spellings)
@@ -98,10 +98,13 @@ def merge_intents(before: ModelGraph, after: ModelGraph, renamed: dict[str, str]
             if len(states) > 1:
                 out[name] = Intent(Trainable.UNKNOWN, "trainability differs between the files")
                 continue
-            best = min(known, key=lambda k: k[0].trainable_fact.source is not Source.STORED)[0]
-            where = " and ".join(label for _, label in known)
-            evidence = best.trainable_fact.evidence or best.trainable_fact.source.value
-            out[name] = Intent(best.trainable, f"{evidence} ({where})")
+            sides: dict[str, list[str]] = {}
+            for t, label in known:
+                fact = t.trainable_fact
+                sides.setdefault(fact.evidence or fact.source.value, []).append(label)
+            evidence = "; ".join(f"{text} ({' and '.join(labels)})"
+                                 for text, labels in sides.items())
+            out[name] = Intent(known[0][0].trainable, evidence)
             continue
         for policy in policies:
             try:

@@ -334,13 +334,26 @@ def _onnx(path: Path, graph: ModelGraph) -> dict[str, TensorData]:
     out: dict[str, TensorData] = {}
     for name, tensor in graph.tensors.items():
         info = tensor.origin
-        offset = getattr(info, "raw_offset", None)
         dtype = getattr(info, "dtype", None)
-        if offset is None or dtype not in RAW_DTYPES:
+        if dtype not in RAW_DTYPES:
             continue
         shape = tuple(getattr(info, "dims", ()))
         numel = math.prod(shape)
-        if numel * np.dtype(RAW_DTYPES[dtype]).itemsize != info.payload_bytes:
+        nbytes = numel * np.dtype(RAW_DTYPES[dtype]).itemsize
+        source, offset = path, getattr(info, "raw_offset", None)
+        external = getattr(info, "external_data", None) or {}
+        if getattr(info, "data_location", 0) == 1 and external.get("location"):
+            # the loader has checked that the file stays inside the model's folder and is long
+            # enough; offsets are in bytes from the start of that file
+            source = path.parent / external["location"]
+            try:
+                offset = int(external.get("offset", "0") or 0)
+                length = int(external.get("length", nbytes) or nbytes)
+            except ValueError:
+                continue
+            if length != nbytes:
+                continue
+        elif offset is None or nbytes != info.payload_bytes:
             continue
-        out[name] = TensorData(name, dtype, shape, _file_reader(path, offset, dtype, numel))
+        out[name] = TensorData(name, dtype, shape, _file_reader(source, offset, dtype, numel))
     return out
