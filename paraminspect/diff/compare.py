@@ -68,7 +68,7 @@ class _Part:
 def _decode(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bfloat16":
         return (values.astype(np.uint32) << 16).view(np.float32)
-    if dtype == "float64":
+    if dtype in ("float64", "float32"):
         return values
     return values.astype(np.float32 if dtype in _FLOATS else np.float64)
 
@@ -80,6 +80,14 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     if a8.size % 8 == 0:
         return bool(np.array_equal(a8.view(np.uint64), b8.view(np.uint64)))
     return bool(np.array_equal(a8, b8))
+
+
+def _sum_squares(values: np.ndarray) -> float:
+    total = float(np.dot(values, values))
+    if math.isfinite(total) or values.dtype.kind != "f":
+        return total
+    finite = values[np.isfinite(values)]  # rare: NaN or inf stored in the tensor
+    return float(np.dot(finite, finite))
 
 
 def _compare_window(a: TensorData, b: TensorData, first: int, count: int,
@@ -94,29 +102,34 @@ def _compare_window(a: TensorData, b: TensorData, first: int, count: int,
         part.changed = int(np.count_nonzero(va != vb)) if same_raw else count
         return part
     fa, fb = _decode(va, a.dtype), _decode(vb, b.dtype)
-    if fa.dtype != fb.dtype:
+    if fa.dtype != fb.dtype or fa.dtype.kind in "iub":
         fa, fb = fa.astype(np.float64), fb.astype(np.float64)
     diff = np.subtract(fb, fa)
     np.abs(diff, out=diff)
     with np.errstate(invalid="ignore"):
-        if tol.exact:
-            # bits differ: count values that differ, NaN against NaN counts as equal
-            both_nan = np.isnan(fa) & np.isnan(fb) if fa.dtype.kind == "f" else None
-            unequal = fa != fb
-            if both_nan is not None:
-                unequal &= ~both_nan
-            part.changed = int(np.count_nonzero(unequal))
-            if part.changed == 0:
-                part.identical = True  # e.g. +0.0 vs -0.0, or NaN payloads; not a change
-                return part
+        if tol.exact and same_raw:
+            # exact means bit-identical: count the elements whose bits differ
+            width = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(va.itemsize)
+            if width is not None:
+                part.changed = int(np.count_nonzero(va.view(width) != vb.view(width)))
+            else:
+                part.changed = int(np.count_nonzero(va != vb))
+        elif tol.exact:
+            part.changed = int(np.count_nonzero(fa != fb))
         else:
-            limit = tol.atol + tol.rtol * np.abs(fb)
+            limit = np.abs(fb) * tol.rtol
+            limit += tol.atol
             part.changed = int(np.count_nonzero(~(diff <= limit)))
-        finite = diff[np.isfinite(diff)] if fa.dtype.kind == "f" else diff
-        part.max_abs = float(finite.max()) if finite.size else float("nan")
-        part.sq_diff = float(np.dot(finite, finite)) if finite.size else 0.0
-        before = fa[np.isfinite(fa)] if fa.dtype.kind == "f" else fa
-        part.sq_before = float(np.dot(before, before)) if before.size else 0.0
+        if part.changed == 0:
+            part.identical = tol.exact  # equal values in another dtype, or within tolerance
+            return part
+        largest = float(diff.max())
+        if not math.isfinite(largest):
+            finite = diff[np.isfinite(diff)]
+            largest = float(finite.max()) if finite.size else float("nan")
+        part.max_abs = largest
+        part.sq_diff = _sum_squares(diff)
+        part.sq_before = _sum_squares(fa)
     return part
 
 
