@@ -41,14 +41,23 @@ class FrozenParamHasGrad(Rule):
                 why[param.name] = " and ".join(reasons)
         for layer, params in group_by_layer(hits).items():
             kinds = sorted({why[p.name] for p in params})
+            if live.updated is not None:
+                consequence = (
+                    "the compiled train step still updates them (trainable changed after "
+                    "compile(): compile() again)"
+                )
+            else:
+                consequence = (
+                    "the optimizer still holds them, so momentum and weight decay move them "
+                    "whenever a gradient is present (zero_grad(set_to_none=False) keeps one)"
+                )
             yield Issue(
                 location=layer,
                 message=(
                     f"{plural(len(params), 'frozen parameter')} of {layer or 'the model'} "
                     f"({listing([p.local_name for p in params])}) "
                     f"{'has' if len(params) == 1 else 'have'} {' / '.join(kinds)} before step "
-                    f"{live.step}: the optimizer still holds them and will keep moving them "
-                    f"(momentum, weight decay, stale gradients)"
+                    f"{live.step}: {consequence}"
                 ),
                 paths=tuple(p.name for p in params),
             )
