@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import Settings
-from ..graph import LayerKind, ModelGraph, Tensor, TensorRole, Trainable
+from ..graph import LayerKind, ModelGraph, Source, Tensor, TensorRole, Trainable
 from .compare import Delta, Tolerance
 
 #: running statistics of BatchNorm-type layers (torch and Keras spellings)
@@ -83,35 +83,43 @@ def merge_intents(before: ModelGraph, after: ModelGraph, renamed: dict[str, str]
     """One trainability per parameter from both files (stored beats inferred), else from the
     declared freeze policies. Files that disagree (a block unfrozen between the two) give
     UNKNOWN: changes there prove nothing."""
-    from ..policy import expected_trainability
-
     out: dict[str, Intent] = {}
     policies = [p for p in settings.policies if p.applies_to(after.path, settings.root)]
     for name, tensor in after.tensors.items():
         if tensor.role is not TensorRole.PARAMETER:
             continue
         other = before.tensors.get(renamed.get(name, name))
-        known = [(t, label) for t, label in ((other, "BEFORE"), (tensor, "AFTER"))
+        sides = [(t, label) for t, label in ((other, "BEFORE"), (tensor, "AFTER"))
                  if t is not None and t.trainable is not Trainable.UNKNOWN]
-        if known:
-            states = {t.trainable for t, _ in known}
-            if len(states) > 1:
-                out[name] = Intent(Trainable.UNKNOWN, "trainability differs between the files")
-                continue
-            sides: dict[str, list[str]] = {}
-            for t, label in known:
-                fact = t.trainable_fact
-                sides.setdefault(fact.evidence or fact.source.value, []).append(label)
-            evidence = "; ".join(f"{text} ({' and '.join(labels)})"
-                                 for text, labels in sides.items())
-            out[name] = Intent(known[0][0].trainable, evidence)
-            continue
-        for policy in policies:
-            try:
-                wanted = expected_trainability(policy, after.display(name))
-            except ValueError:
-                wanted = None
-            if wanted is not None:
-                out[name] = Intent(wanted, f"declared in {policy.label}")
-                break
+        stored = [(t, label) for t, label in sides if t.trainable_fact.source is Source.STORED]
+        # what the files store beats a declared policy, which beats what was inferred
+        # (e.g. "in the optimizer, so trainable" says nothing about a freeze that came later)
+        intent = _from_files(stored) or _from_policy(policies, after.display(name))
+        out[name] = intent or _from_files(sides) or Intent(Trainable.UNKNOWN, "not known")
     return out
+
+
+def _from_files(sides: list[tuple[Tensor, str]]) -> Intent | None:
+    if not sides:
+        return None
+    if len({t.trainable for t, _ in sides}) > 1:
+        return Intent(Trainable.UNKNOWN, "trainability differs between the files")
+    texts: dict[str, list[str]] = {}
+    for t, label in sides:
+        fact = t.trainable_fact
+        texts.setdefault(fact.evidence or fact.source.value, []).append(label)
+    evidence = "; ".join(f"{text} ({' and '.join(labels)})" for text, labels in texts.items())
+    return Intent(sides[0][0].trainable, evidence)
+
+
+def _from_policy(policies: list, name: str) -> Intent | None:
+    from ..policy import expected_trainability
+
+    for policy in policies:
+        try:
+            wanted = expected_trainability(policy, name)
+        except ValueError:
+            continue
+        if wanted is not None:
+            return Intent(wanted, f"declared in {policy.label}")
+    return None

@@ -88,37 +88,41 @@ class TorchGuard:
 
     def start(self) -> None:
         """At the start of training (or of an epoch): the rules, when the trainable set is new."""
+        first = self._signature is None
+        findings = self._static()
+        when = ("start of training" if first else
+                f"trainable parameters changed, before optimizer step {self.step + 1}")
+        self.reporter.emit(findings, when)
+
+    def _static(self) -> list:
         signature = self._trainable_signature()
         if signature == self._signature:
-            return
-        first = self._signature is None
+            return []
         self._signature = signature
         self._watch_start = self.step
         self._watch_until = self.step + WATCHED_STEPS
         graph = self.graph()
         self._stats = self._snapshot_stats(graph)
-        findings = static_findings(graph, self.settings)
-        # BatchNorm in train mode is proven live (PI602) once the stats move; said once
-        when = ("start of training" if self.step == 0 and first else
-                f"trainable parameters changed, before optimizer step {self.step + 1}")
-        self.reporter.emit([f for f in findings if f.code != "PI201"], when)
+        # BatchNorm in train mode is proven live (PI602) once the statistics move
+        return [f for f in static_findings(graph, self.settings) if f.code != "PI201"]
 
     def before_step(self) -> None:
-        """Called with the gradients in place, before the optimizer step runs."""
-        self.start()  # an unfreeze since the last step starts a new watch
-        if self.step >= self._watch_until:
-            return
-        graph = self.graph()
-        live = LiveState(graph=graph, step=self.step + 1)
-        params = dict(self.model.named_parameters())
-        names = [name for name in graph.tensors if name in params]
-        live.has_grad = {name: params[name].grad is not None for name in names}
-        live.opt_state = {name: self._has_state(params[name]) for name in names}
-        live.stats_moved = self._moved_stats(graph)
-        findings = live_findings(live, self.settings)
-        if self.step != self._watch_start or not any(live.has_grad.values()):
-            # "no gradient" is a verdict on the first step after the start or an unfreeze
-            findings = [f for f in findings if f.code != "PI603"]
+        """Called with the gradients in place, before the optimizer step runs. Everything found
+        here is reported together (a strict guard raises once, with all of it)."""
+        findings = self._static()  # an unfreeze since the last step starts a new watch
+        if self.step < self._watch_until:
+            graph = self.graph()
+            live = LiveState(graph=graph, step=self.step + 1)
+            params = dict(self.model.named_parameters())
+            names = [name for name in graph.tensors if name in params]
+            live.has_grad = {name: params[name].grad is not None for name in names}
+            live.opt_state = {name: self._has_state(params[name]) for name in names}
+            live.stats_moved = self._moved_stats(graph)
+            found = live_findings(live, self.settings)
+            if self.step != self._watch_start or not any(live.has_grad.values()):
+                # "no gradient" is a verdict on the first step after the start or an unfreeze
+                found = [f for f in found if f.code != "PI603"]
+            findings += found
         self.reporter.emit(findings, f"before optimizer step {self.step + 1}")
 
     def after_step(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..findings import Severity
-from ..graph import ModelGraph
+from ..graph import ModelGraph, Trainable
 from ._text import listing, plural
 from .base import Issue, Rule
 
@@ -65,7 +65,9 @@ class OptimizerStepMismatch(Rule):
                 why = f"most tracked parameters advanced by {most:g} steps"
         if expected is None:
             return
-        off = {n: d for n, d in delta.items() if d != expected}
+        # a frozen parameter's counter is expected to stand still
+        off = {n: d for n, d in delta.items() if d != expected
+               and not (d == 0 and diff.intent(n).state is Trainable.FROZEN)}
         if not off:
             return
         if len(off) == len(delta) and len(set(off.values())) == 1:
