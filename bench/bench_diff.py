@@ -5,7 +5,8 @@ a random first MB, so the files are quick to write; ``--changed`` of the tensors
 element, the rest are identical, like a fine-tune with a frozen backbone) as safetensors and, up
 to 4 GB, as a torch zip checkpoint, in ``--dir`` (deleted afterwards). The files are read once to
 warm the page cache, then every command runs as its own process under ``/usr/bin/time -v``: wall
-time including interpreter start and imports, and the process's peak RSS.
+time including interpreter start and imports, CPU time (user + system), and the process's peak
+RSS. On a shared machine the wall time includes waiting for a core; the CPU time does not.
 
     python bench/bench_diff.py [--size-gb 2] [--jobs 2] [--repeat 1] [--dir /tmp/diff/bench]
 """
@@ -84,13 +85,19 @@ def write_torch(pair: tuple[Path, Path], size_gb: float, changed: float) -> None
         torch.save(state, path)
 
 
-def timed(cmd: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MB, exit code) of one process, via /usr/bin/time -v."""
+def timed(cmd: list[str]) -> tuple[float, float, float, int]:
+    """(wall s, CPU s = user + system, peak RSS MB, exit code) of one process, via
+    /usr/bin/time -v."""
     start = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - start
-    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
-    return wall, int(match.group(1)) / 1024 if match else float("nan"), proc.returncode
+
+    def field(label: str) -> float:
+        match = re.search(rf"{re.escape(label)}: ([\d.]+)", proc.stderr)
+        return float(match.group(1)) if match else float("nan")
+
+    cpu = field("User time (seconds)") + field("System time (seconds)")
+    return wall, cpu, field("Maximum resident set size (kbytes)") / 1024, proc.returncode
 
 
 def warm(paths: list[Path]) -> None:
@@ -144,16 +151,18 @@ def main() -> None:
                 for _ in range(args.repeat):
                     warm([a, b])
                     runs.append(timed(cmd))
-                wall = min(r[0] for r in runs)
-                rss = max(r[1] for r in runs)
-                ok = all(r[2] in (0, 1) for r in runs)
-                rows.append((label, gb, name, wall, rss, ok))
+                best = min(runs)
+                ok = all(r[3] in (0, 1) for r in runs)
+                rows.append((label, gb, name, best[0], best[1], max(r[2] for r in runs), ok))
         print(f"{'pair':<12} {'GB read':>7}  {'command':<40} {'wall s':>7} {'GB/s':>6} "
-              f"{'peak RSS MB':>11}")
-        for label, gb, name, wall, rss, ok in rows:
+              f"{'CPU s':>6} {'GB/CPU-s':>8} {'peak RSS MB':>11}")
+        for label, gb, name, wall, cpu, rss, ok in rows:
             flag = "" if ok else "  (failed)"
-            print(f"{label:<12} {gb:7.2f}  {name:<40} {wall:7.2f} {gb / wall:6.2f} {rss:11.0f}"
-                  f"{flag}")
+            print(f"{label:<12} {gb:7.2f}  {name:<40} {wall:7.2f} {gb / wall:6.2f} {cpu:6.2f} "
+                  f"{gb / cpu:8.2f} {rss:11.0f}{flag}")
+        load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() \
+            else []
+        print(f"load average during the run: {' '.join(load)}")
     finally:
         shutil.rmtree(args.dir, ignore_errors=True)
 

@@ -94,7 +94,9 @@ def _compare_window(a: TensorData, b: TensorData, first: int, count: int,
                     tol: Tolerance) -> _Part:
     va, vb = a.read(first, count), b.read(first, count)
     same_raw = a.dtype == b.dtype
-    if same_raw and _same_bits(va, vb):
+    # a trained tensor usually differs in its first elements: then skip the full bit compare
+    head = min(count, 512)
+    if same_raw and _same_bits(va[:head], vb[:head]) and _same_bits(va, vb):
         return _Part()
     part = _Part(identical=False)
     if a.dtype not in _NUMBERS or b.dtype not in _NUMBERS:
@@ -107,15 +109,9 @@ def _compare_window(a: TensorData, b: TensorData, first: int, count: int,
     diff = np.subtract(fb, fa)
     np.abs(diff, out=diff)
     with np.errstate(invalid="ignore"):
-        if tol.exact and same_raw:
-            # exact means bit-identical: count the elements whose bits differ
-            width = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(va.itemsize)
-            if width is not None:
-                part.changed = int(np.count_nonzero(va.view(width) != vb.view(width)))
-            else:
-                part.changed = int(np.count_nonzero(va != vb))
-        elif tol.exact:
-            part.changed = int(np.count_nonzero(fa != fb))
+        if tol.exact:
+            # elements whose value differs (a NaN anywhere counts as a change)
+            part.changed = int(np.count_nonzero(diff))
         else:
             limit = np.abs(fb) * tol.rtol
             limit += tol.atol
