@@ -169,7 +169,7 @@ def test_lightning_checkpoints_diffed(tmp_path: Path) -> None:
 
 
 # -- transformers Trainer -------------------------------------------------------------------
-def _trainer_run(bug: bool, strict: bool, tmp_path: Path) -> list:
+def _trainer_run(bug: bool, strict: bool, tmp_path: Path, save: bool = False) -> list:
     transformers = pytest.importorskip("transformers")
     from paraminspect.guards.transformers import ParamInspectTrainerCallback
 
@@ -196,7 +196,8 @@ def _trainer_run(bug: bool, strict: bool, tmp_path: Path) -> list:
     guard = ParamInspectTrainerCallback(strict=strict)
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), use_cpu=True, max_steps=3, per_device_train_batch_size=4,
-        report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
+        report_to=[], save_strategy="steps" if save else "no", save_steps=1, save_only_model=True,
+        logging_strategy="no", disable_tqdm=True,
         learning_rate=1e-2, weight_decay=0.1,
     )
     callbacks = [guard, *([FreezeEmbeddingsAfterStep1()] if bug else [])]
@@ -209,7 +210,21 @@ def _trainer_run(bug: bool, strict: bool, tmp_path: Path) -> list:
 
 
 def test_transformers_trainer_callback(tmp_path: Path) -> None:
-    assert codes(_trainer_run(bug=False, strict=False, tmp_path=tmp_path)) == set()
+    assert codes(_trainer_run(bug=False, strict=False, tmp_path=tmp_path, save=True)) == set()
+    # the Trainer's checkpoint folders (config.json + model.safetensors), diffed: they store no
+    # trainability, so a policy declares it; a policy that wrongly says the frozen embeddings
+    # train gets PI503 for each embedding layer
+    from paraminspect.config import Policy, Settings
+    from paraminspect.diff import diff_paths
+
+    first, last = tmp_path / "checkpoint-1", tmp_path / "checkpoint-3"
+    right = Settings(policies=(Policy(frozen=("bert.embeddings",), trainable=("bert.encoder",
+                                                                                "classifier")),))
+    assert codes(diff_paths(first, last, right).findings) == set()
+    wrong = Settings(policies=(Policy(trainable=("bert",)),))
+    embeddings = {"bert.embeddings.word_embeddings", "bert.embeddings.position_embeddings",
+                  "bert.embeddings.token_type_embeddings", "bert.embeddings.LayerNorm"}
+    assert codes(diff_paths(first, last, wrong).findings) == {("PI503", e) for e in embeddings}
     embeddings = {"bert.embeddings.word_embeddings", "bert.embeddings.position_embeddings",
                   "bert.embeddings.token_type_embeddings", "bert.embeddings.LayerNorm"}
     with pytest.raises(GuardError) as raised:
