@@ -12,7 +12,6 @@ exit code works unchanged, plus a per-module summary in :attr:`DiffReport.module
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ..graph import ModelGraph
 from .compare import Delta, Tolerance, compare_all
 from .model import Diff, merge_intents
 from .summary import ModuleRow, fold_modules
+from .tensors import TensorData, open_tensors
 
 __all__ = ["DiffReport", "diff_paths", "diff_graphs"]
 
@@ -78,14 +78,12 @@ def diff_paths(
     settings = settings or Settings()
     tolerance = Tolerance(atol=atol, rtol=rtol)
     report = DiffReport(before=str(before), after=str(after), tolerance=tolerance)
-    graphs: list[ModelGraph] = []
+    loaded: list[tuple[ModelGraph, dict[str, TensorData]]] = []
     for path in (Path(before), Path(after)):
         entry = FileReport(path=str(path))
         try:
             graph = _load(path)
-            from .tensors import open_tensors
-
-            graph.metadata["_diff_tensors"] = open_tensors(path, graph)
+            loaded.append((graph, open_tensors(path, graph)))
         except LoadError as exc:
             entry.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a reader bug is reported, never a traceback
@@ -94,15 +92,14 @@ def diff_paths(
             if settings.rule_enabled(UnreadableFile.code, UnreadableFile.name, entry.path):
                 entry.findings = [UnreadableFile.finding(Issue(location="", message=entry.error))]
             report.files.append(entry)
-            continue
-        graphs.append(graph)
-    if len(graphs) < 2:
+    if len(loaded) < 2:
         return report
-    first, second = graphs
+    (first, data_a), (second, data_b) = loaded
     entry = FileReport(path=str(after), format=second.format, content=second.content)
     entry.summary = summarize(second)
     try:
-        entry.findings = diff_graphs(first, second, settings, tolerance, jobs, report)
+        entry.findings = diff_graphs(first, second, data_a, data_b, settings, tolerance, jobs,
+                                     report)
     except (OSError, ValueError) as exc:
         entry.error = f"cannot read tensor bytes ({type(exc).__name__}: {exc})"
     report.files.append(entry)
@@ -132,17 +129,18 @@ def _match_names(before: ModelGraph, after: ModelGraph) -> dict[str, str]:
 def diff_graphs(
     before: ModelGraph,
     after: ModelGraph,
+    data_a: dict[str, TensorData],
+    data_b: dict[str, TensorData],
     settings: Settings,
     tolerance: Tolerance,
     jobs: int = 1,
     report: DiffReport | None = None,
 ) -> list[Finding]:
-    """Compare the tensors of two loaded graphs (their readers in ``metadata['_diff_tensors']``)
-    and run the diff rules. Fills ``report``'s summary fields when given."""
+    """Compare the tensors of two loaded graphs (``data_*``: their readers, from
+    :func:`.tensors.open_tensors`) and run the diff rules. Fills ``report``'s summary fields
+    when given."""
     from ..rules import all_rules
 
-    data_a = before.metadata.pop("_diff_tensors", {})
-    data_b = after.metadata.pop("_diff_tensors", {})
     renamed = _match_names(before, after)
     deltas: dict[str, Delta] = {}
     pairs = []
@@ -191,6 +189,3 @@ def diff_graphs(
             report.notes.append(f"{unread} tensor(s) not compared: their bytes are not readable")
     return findings
 
-
-def iter_changed(diff: Diff) -> Iterator[Delta]:
-    return (d for d in diff.deltas.values() if d.status == "changed")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tensors import RAW_DTYPES, WINDOW_BYTES, TensorData
+from .tensors import WINDOW_BYTES, TensorData
 
 #: dtypes whose bits decode to numbers for tolerances and the size of a change
 _FLOATS = {"float64", "float32", "float16", "bfloat16"}
@@ -189,6 +189,3 @@ def compare_all(
             delta.sq_before += sum(before_norm(a, f, c) for f, c in same.get(name, ()))
     return deltas
 
-
-def raw_dtype(dtype: str) -> np.dtype:
-    return np.dtype(RAW_DTYPES[dtype])
