@@ -196,6 +196,9 @@ def _torch_zip(path: Path, graph: ModelGraph) -> dict[str, TensorData]:
             continue
         if not stride or len(stride) != len(shape) or _contiguous(shape, stride):
             out[name] = TensorData(name, dtype, shape, _shifted(base, ref.offset))
+        elif any(s < 0 for s in stride) or numel and ref.offset + sum(
+                (n - 1) * s for n, s in zip(shape, stride)) >= storage_numel:
+            continue  # a view reaching outside its storage: corrupt, never read
         else:
             out[name] = TensorData(
                 name, dtype, shape,
