@@ -75,3 +75,14 @@ __all__ = [
     "check",
     "load",
 ]
+
+
+def guard(model: object, optimizer: object = None, strict: bool = False,
+          settings: Settings | None = None) -> object:
+    """Guard a hand-written PyTorch training loop (see :mod:`paraminspect.guards.torch`):
+    the rules run now, and before the optimizer's first steps the live checks (frozen parameters
+    with gradients or optimizer state, BatchNorm statistics moving in frozen blocks, trainable
+    parameters without gradients). Warns once per finding; ``strict=True`` raises instead."""
+    from .guards.torch import guard as torch_guard
+
+    return torch_guard(model, optimizer, strict=strict, settings=settings)

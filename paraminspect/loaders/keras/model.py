@@ -453,8 +453,9 @@ class _Builder:
             shapes = [(tuple(vars_group[k].shape), str(vars_group[k].dtype)) for k in keys]
             local = _local_names(spec.bare, spec.config, len(shapes)) if not spec.custom else None
             for index, (shape, dtype) in enumerate(shapes):
-                self._tensor(spec, local[index] if local else f"var{index}", shape, dtype,
-                             local is not None)
+                tensor = self._tensor(spec, local[index] if local else f"var{index}", shape,
+                                      dtype, local is not None)
+                tensor.origin = vars_group[keys[index]].name  # HDF5 path, for value readers
         if spec.kind in ("functional", "sequential") or spec.custom:
             return
         for key in _sublayer_order(spec.bare, [k for k in group if k not in ("vars", "layers")]):
@@ -553,6 +554,7 @@ class _Builder:
                     spec, local = self._legacy_owner(top, weight_name, weights_only)
                 tensor = self._tensor(spec, local, tuple(dataset.shape), str(dataset.dtype),
                                       named=True)
+                tensor.origin = dataset.name  # HDF5 path, for readers of the values
                 self.legacy_keys[weight_name.removesuffix(":0")] = tensor
 
     def _legacy_owner(self, top: str, weight_name: str, weights_only: bool) -> tuple[_Spec, str]:

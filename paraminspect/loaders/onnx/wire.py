@@ -53,6 +53,7 @@ class TensorInfo:
     small_raw: bytes | None = None  #: raw_data when at most SMALL_VALUE_BYTES
     small_ints: list[int] | None = None  #: int32_data / int64_data when tiny
     small_floats: list[float] | None = None  #: float_data / double_data when tiny
+    raw_offset: int | None = None  #: file offset of raw_data, for readers of the values
 
     @property
     def dtype(self) -> str | None:
@@ -298,6 +299,7 @@ def _tensor(r: _Reader, end: int) -> TensorInfo:
         elif number == 9:  # raw_data: keep scalars only, skip the rest unread
             _expect(number, wire, LEN, "TensorProto.raw_data")
             t.payload_bytes += v
+            t.raw_offset = r.pos
             if v <= SMALL_VALUE_BYTES:
                 t.small_raw = r.read(v)
             else:

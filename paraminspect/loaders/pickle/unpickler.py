@@ -275,13 +275,17 @@ def _rebuild(kind: str, args: tuple[Any, ...]) -> Any:
         rg_index = {"tensor": None, "tensor_v2": 4, "tensor_v3": 4, "qtensor": 5}[kind]
         requires_grad = arg(rg_index) if rg_index is not None else None
         dtype = _dtype_name(arg(6)) if kind == "tensor_v3" else None
-        return TensorRef(
+        ref = TensorRef(
             storage,
             offset=arg(1) if isinstance(arg(1), int) else 0,
             shape=_as_shape(arg(2)),
             requires_grad=requires_grad if isinstance(requires_grad, bool) else None,
             dtype=dtype,
         )
+        stride = _as_shape(arg(3))
+        if stride is not None:
+            ref.attrs["stride"] = stride  # element strides, for readers of the tensor's bytes
+        return ref
     if kind in ("parameter", "parameter_with_state"):
         data = arg(0)
         if not isinstance(data, TensorRef):
