@@ -39,6 +39,7 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "trainer_clean/checkpoint-6": set(),
     "trainer_clean": set(),  # save_model() output: config.json, model.safetensors, training_args.bin
     "trainer_frozen_backbone_clean/checkpoint-6": set(),
+    "trainer_peft_clean/checkpoint-6": set(),  # LoRA adapter + optimizer over the adapter only
     "accelerate_frozen_after_optim": {("PI301", "backbone.0", W), ("PI301", "backbone.2", W)},
     "accelerate_bin_frozen_after_optim": {("PI301", "backbone.0", W), ("PI301", "backbone.2", W)},
     # the 8x8 head shares shapes with the backbone: only the uniquely shaped layer is named
@@ -53,7 +54,6 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "ultralytics_head_frozen.pt": {("PI102", "model.4", W)},  # freeze=[4]: the Detect head
     "ultralytics_clean.pt": set(),  # the saved EMA is frozen and in eval mode by design
     "compile_whole_clean.pt": set(),
-    "compile_whole_head_frozen.pt": {("PI102", "head", W)},
     "compile_ckpt_clean.pt": set(),
 }
 
@@ -198,3 +198,13 @@ def test_ultralytics_trainability_comes_from_the_freeze_list() -> None:
     head = frozen.tensors["model.4.cv2.0.0.conv.weight"]
     assert head.trainable is Trainable.FROZEN and "freeze" in head.trainable_fact.evidence
     assert frozen.tensors["model.0.conv.weight"].trainable is Trainable.TRAINABLE
+
+
+def test_peft_trainer_checkpoint_replays_over_the_adapter() -> None:
+    graph = load(RUNS / "trainer_peft_clean/checkpoint-6")
+    assert graph.metadata["weights_folder"] == "peft" and graph.metadata["run_layout"] == "trainer"
+    (opt,) = graph.optimizers
+    assert opt.alignment == "replay" and opt.exhaustive
+    assert [g.size for g in opt.groups] == [5, 1]  # 4 LoRA matrices + classifier.weight; bias
+    assert set(opt.tracked) == {p.name for p in graph.parameters()}
+    assert "classifier.bias" in opt.tracked
