@@ -81,11 +81,13 @@ def test_companion_files_are_parts_of_their_model_never_pi001() -> None:
     assert all(r.error is None for r in report.files)
 
 
-@pytest.mark.parametrize("name", ["optimizer.pt", "scheduler.pt", "rng_state.pth",
-                                  "training_args.bin"])
+@pytest.mark.parametrize("name", [
+    "trainer_clean/checkpoint-6/optimizer.pt", "trainer_clean/checkpoint-6/scheduler.pt",
+    "trainer_clean/checkpoint-6/rng_state.pth", "trainer_clean/checkpoint-6/training_args.bin",
+    "accelerate_clean/optimizer.bin", "accelerate_clean/random_states_0.pkl",
+])
 def test_a_companion_file_checked_alone_is_not_pi001(name: str) -> None:
-    path = RUNS / "trainer_clean/checkpoint-6" / name
-    assert not {f for f in findings(path) if f[0] == "PI001"}
+    assert not {f for f in findings(RUNS / name) if f[0] == "PI001"}
 
 
 def test_layouts_are_recognized() -> None:
