@@ -39,6 +39,7 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "trainer_clean/checkpoint-6": set(),
     "trainer_clean": set(),  # save_model() output: config.json, model.safetensors, training_args.bin
     "trainer_frozen_backbone_clean/checkpoint-6": set(),
+    "trainer_peft_clean/checkpoint-6": set(),  # LoRA adapter + optimizer over the adapter only
     "accelerate_frozen_after_optim": {("PI301", "backbone.0", W), ("PI301", "backbone.2", W)},
     "accelerate_bin_frozen_after_optim": {("PI301", "backbone.0", W), ("PI301", "backbone.2", W)},
     # the 8x8 head shares shapes with the backbone: only the uniquely shaped layer is named
@@ -55,7 +56,6 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "ultralytics_head_frozen.pt": {("PI102", "model.4", W)},  # freeze=[4]: the Detect head
     "ultralytics_clean.pt": set(),  # the saved EMA is frozen and in eval mode by design
     "compile_whole_clean.pt": set(),
-    "compile_whole_head_frozen.pt": {("PI102", "head", W)},
     "compile_ckpt_clean.pt": set(),
 }
 
@@ -88,11 +88,13 @@ def test_companion_files_are_parts_of_their_model_never_pi001() -> None:
     assert all(r.error is None for r in report.files)
 
 
-@pytest.mark.parametrize("name", ["optimizer.pt", "scheduler.pt", "rng_state.pth",
-                                  "training_args.bin"])
+@pytest.mark.parametrize("name", [
+    "trainer_clean/checkpoint-6/optimizer.pt", "trainer_clean/checkpoint-6/scheduler.pt",
+    "trainer_clean/checkpoint-6/rng_state.pth", "trainer_clean/checkpoint-6/training_args.bin",
+    "accelerate_clean/optimizer.bin", "accelerate_clean/random_states_0.pkl",
+])
 def test_a_companion_file_checked_alone_is_not_pi001(name: str) -> None:
-    path = RUNS / "trainer_clean/checkpoint-6" / name
-    assert not {f for f in findings(path) if f[0] == "PI001"}
+    assert not {f for f in findings(RUNS / name) if f[0] == "PI001"}
 
 
 def test_layouts_are_recognized() -> None:
@@ -205,3 +207,13 @@ def test_ultralytics_trainability_comes_from_the_freeze_list() -> None:
     head = frozen.tensors["model.4.cv2.0.0.conv.weight"]
     assert head.trainable is Trainable.FROZEN and "freeze" in head.trainable_fact.evidence
     assert frozen.tensors["model.0.conv.weight"].trainable is Trainable.TRAINABLE
+
+
+def test_peft_trainer_checkpoint_replays_over_the_adapter() -> None:
+    graph = load(RUNS / "trainer_peft_clean/checkpoint-6")
+    assert graph.metadata["weights_folder"] == "peft" and graph.metadata["run_layout"] == "trainer"
+    (opt,) = graph.optimizers
+    assert opt.alignment == "replay" and opt.exhaustive
+    assert [g.size for g in opt.groups] == [5, 1]  # 4 LoRA matrices + classifier.weight; bias
+    assert set(opt.tracked) == {p.name for p in graph.parameters()}
+    assert "classifier.bias" in opt.tracked

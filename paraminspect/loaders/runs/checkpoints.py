@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...graph import Fact, Mode, ModelGraph, Source, Trainable
+from ...graph import Fact, Mode, ModelGraph, Source, TensorRole, Trainable
 from ..pickle.unpickler import Stub
 from ..torch import optimizer as torch_optim
 from ..torch.optimizer import RawOptimizer, ScalarReader
@@ -185,12 +185,16 @@ def _ultralytics(
             layer.mode, layer.mode_fact = Mode.UNKNOWN, Fact(
                 Source.UNKNOWN, "the saved module is the EMA copy, kept in eval mode by design")
     for tensor in graph.parameters():
+        if ".dfl." in f".{tensor.name}":
+            # DFL's 1x1 conv holds the fixed bin indices 0..reg_max-1: a constant, never trained
+            tensor.role = TensorRole.BUFFER
+            continue
         # the trainer's own test: a substring match on the full parameter name
-        frozen = any(p in tensor.name for p in (*prefixes, ".dfl"))
+        frozen = any(p in tensor.name for p in prefixes)
         tensor.trainable = Trainable.FROZEN if frozen else Trainable.TRAINABLE
         tensor.trainable_fact = Fact(
             Source.INFERRED,
-            "in train_args['freeze'] (or the always-frozen DFL)" if frozen else
+            "in train_args['freeze']" if frozen else
             "ultralytics trains every parameter outside train_args['freeze']; the saved EMA "
             "copy's own flags are off by design")
     for name, value in optimizers:
