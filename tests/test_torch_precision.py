@@ -25,6 +25,7 @@ EXPECTED: dict[str, set[tuple[str, str, str]]] = {
     "never_updated_branch.pt": {("PI303", "unused", I)},
     "step_lag_intermittent.pt": set(),
     "step_lag_appended_group.pt": set(),
+    "step_lag_experts.pt": set(),
     "step_lag_frozen_at_epoch.pt": {("PI301", "aux", W)},
     "bn_drift_clean.pt": set(),
     "bn_drift_pretrained_clean.pt": set(),
@@ -63,6 +64,9 @@ def test_intermittent_supervision_is_tolerated_and_a_remaining_lag_names_the_amb
     aux = load(HERE / "step_lag_intermittent.pt").tensors["aux.weight"]
     assert aux.trainable is Trainable.TRAINABLE
     assert "not a whole number of the 6 steps per epoch" in aux.trainable_fact.evidence
+    expert = load(HERE / "step_lag_experts.pt").tensors["experts.3.weight"]
+    assert expert.trainable is Trainable.TRAINABLE
+    assert "4 different lagging step counts below 12" in expert.trainable_fact.evidence
     appended = load(HERE / "step_lag_appended_group.pt").tensors["aux.bias"]
     assert appended.trainable is Trainable.TRAINABLE
     assert "a group appended later" in appended.trainable_fact.evidence

@@ -415,8 +415,20 @@ def intermittent_lag(opt: Optimizer, step: float, epochs: int | None) -> str | N
     top = max_step(opt)
     if top is None or step >= top:
         return None
-    lagging = {s.step for s in opt.tracked.values() if s.step is not None and s.step < top}
-    if len(lagging) >= 3:
+    lagging_entries = sorted(
+        (s for s in opt.tracked.values() if s.step is not None and s.step < top),
+        key=lambda s: s.index,
+    )
+    lagging = {s.step for s in lagging_entries}
+    counts = [s.step for s in lagging_entries]
+    # Freezing stage by stage from the input side stops a leading run of parameters, earliest
+    # first; experts or branches with gradients on some steps sit between stepped parameters.
+    first = min(s.index for s in opt.tracked.values())
+    leading = [s.index for s in lagging_entries] == list(
+        range(first, first + len(lagging_entries))
+    )
+    staged = leading and all(a <= b for a, b in zip(counts, counts[1:]))
+    if len(lagging) >= 3 and not staged:
         return (
             f"{len(lagging)} different lagging step counts below {top:g}: gradients that reach "
             "some parameters on some steps only, not one freeze"
