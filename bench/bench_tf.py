@@ -122,8 +122,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build into (and keep) this folder")
     args = parser.parse_args()
     Path("/tmp/tf").mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="tf-bench-", dir="/tmp/tf"))
-    folder = args.keep or tmp
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="tf-bench-", dir="/tmp/tf"))
     try:
         if not (folder / "savedmodel").exists():
             t0 = time.perf_counter()
@@ -157,7 +156,7 @@ def main() -> None:
             print(f"  {label}: {min(times) * 1000:.1f} ms ({' '.join(out[1:])} objects, functions)")
     finally:
         if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
