@@ -3,7 +3,7 @@
 
 Usage:  python bench/bench_tf.py [--layers 256] [--dim 1024] [--repeat 3] [--keep DIR]
 
-Builds (in /tmp/tf-bench-*, deleted afterwards unless --keep) a Keras 3 model of ``layers``
+Builds (in /tmp/tf/tf-bench-*, deleted afterwards unless --keep) a Keras 3 model of ``layers``
 bias-free Dense layers of ``dim x dim`` float32 kernels (256 x 1024 x 1024 x 4 B = 1 GiB), fitted
 for one step with Adam, then written as ``model.export(dir)`` (a SavedModel) and as
 ``tf.train.Checkpoint(model=, optimizer=).save()`` (model and Adam slots: 3 GiB). Each
