@@ -3,7 +3,7 @@
 
 Usage:  python bench/bench_tf.py [--layers 256] [--dim 1024] [--repeat 3] [--keep DIR]
 
-Builds (in /tmp/tf-bench-*, deleted afterwards unless --keep) a Keras 3 model of ``layers``
+Builds (in /tmp/tf/tf-bench-*, deleted afterwards unless --keep) a Keras 3 model of ``layers``
 bias-free Dense layers of ``dim x dim`` float32 kernels (256 x 1024 x 1024 x 4 B = 1 GiB), fitted
 for one step with Adam, then written as ``model.export(dir)`` (a SavedModel) and as
 ``tf.train.Checkpoint(model=, optimizer=).save()`` (model and Adam slots: 3 GiB). Each
@@ -122,8 +122,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="build into (and keep) this folder")
     args = parser.parse_args()
     Path("/tmp/tf").mkdir(exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="tf-bench-", dir="/tmp/tf"))
-    folder = args.keep or tmp
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="tf-bench-", dir="/tmp/tf"))
     try:
         if not (folder / "savedmodel").exists():
             t0 = time.perf_counter()
@@ -157,7 +156,7 @@ def main() -> None:
             print(f"  {label}: {min(times) * 1000:.1f} ms ({' '.join(out[1:])} objects, functions)")
     finally:
         if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,8 @@ def _plain(graph: ModelGraph, meta: MetaGraph) -> None:
     root_children = dict((name, node) for node, name in objects[0].children)
     start = root_children.get("variables")
     optimizers = {i for i, o in enumerate(objects) if _is_optimizer(o)}
-    order = _bfs(objects, [start] if start is not None else [0], skip=optimizers)
+    starts = [start] if start is not None and 0 <= start < len(objects) else [0]
+    order = _bfs(objects, starts, skip=optimizers)
     if optimizers:
         graph.notes.append("optimizer variables are saved but not aligned (no trainable flags "
                            "to compare them with)")
@@ -164,7 +165,9 @@ def _plain(graph: ModelGraph, meta: MetaGraph) -> None:
     seen: set[str] = set()
     for node in order:
         var = objects[node].variable
-        if var is None or not var.name or var.name in seen:
+        # Keras lists one variable under several objects, always by its full path; unscoped
+        # names ("Variable") of distinct tf.Variables are kept apart
+        if var is None or not var.name or ("/" in var.name and var.name in seen):
             continue
         seen.add(var.name)
         parts = [p for p in var.name.removesuffix(":0").split("/") if p]

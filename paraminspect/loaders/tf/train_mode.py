@@ -138,7 +138,8 @@ def _layer_scope(name: str) -> tuple[str, ...]:
     parts = name.split("/")[:-1]
     for i, part in enumerate(parts):
         if part in INNER_SCOPES:
-            return tuple(parts[:i])
+            # ops outside any layer (a tf.Module calling tf.nn.dropout) keep their own scope
+            return tuple(parts[: max(i, 1)])
     return tuple(parts)
 
 
