@@ -32,7 +32,10 @@ from ...graph import (
 )
 from ...kinds import classify
 from ...sniff import Sniffed
+from ...zipguard import open_zip, read_entry
 from ..dataflow import Op, contract, topological_order
+from ..pickle.limits import DEFAULT_LIMITS
+from ..pickle.scan import with_partial
 from ..pickle.unpickler import GlobalLog, Stub, TensorRef, unpickle
 from .pickled import check_storages, record_code_references
 
@@ -54,23 +57,35 @@ MAX_DEPTH = 100
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     prefix = sniffed.detail.get("prefix", "")
     log = GlobalLog()
+    limits = DEFAULT_LIMITS
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_zip(path, limits.max_zip_entries) as archive:
             names = set(archive.namelist())
-            data = archive.read(f"{prefix}/data.pkl")
+
+            def read(name: str) -> bytes:  # bounded: size and compression ratio
+                return read_entry(
+                    archive, archive.getinfo(name), limits.max_entry_bytes,
+                    limits.max_compression_ratio,
+                )
+
+            data = read(f"{prefix}/data.pkl")
             sizes = {
                 n[len(prefix) + 6 :]: archive.getinfo(n).file_size
                 for n in names if n.startswith(f"{prefix}/data/")
             }
             code = {
-                n[len(prefix) + 6 :]: archive.read(n)
+                n[len(prefix) + 6 :]: read(n)
                 for n in names if n.startswith(f"{prefix}/code/") and n.endswith(".py")
             }
-            constants = archive.read(f"{prefix}/constants.pkl") if (
+            constants = read(f"{prefix}/constants.pkl") if (
                 f"{prefix}/constants.pkl" in names) else b""
     except (zipfile.BadZipFile, OSError, zlib.error, EOFError, KeyError) as exc:
         raise LoadError(f"corrupt TorchScript archive ({exc})") from None
-    root, unpickler = unpickle(data, log)
+    try:
+        root, unpickler = unpickle(data, log)
+    except LoadError as exc:
+        partial = ModelGraph(path=str(path), format="torchscript", framework="pytorch")
+        raise with_partial(exc, partial, log) from None
     check_storages(unpickler.storages, sizes)
     graph = ModelGraph(path=str(path), format="torchscript", content="export",
                        framework="pytorch")
