@@ -73,6 +73,8 @@ def model_files(path: Path) -> set[Path]:
         from ..torch.deepspeed import checkpoint_files
 
         return checkpoint_files(path)
+    if kind == "dcp":  # the metadata pickle and every rank's data file are parts of one model
+        return {path / ".metadata"} | {p for p in path.glob("*.distcp") if p.is_file()}
     if kind and kind.startswith("tf-"):
         from ..tf.folder import model_files as tf_model_files
 
