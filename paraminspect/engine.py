@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Settings
@@ -55,6 +57,24 @@ def check_graph(graph: ModelGraph, settings: Settings | None = None) -> list[Fin
 def check_file(path: str | Path, settings: Settings | None = None) -> FileReport:
     """Check one file. Never raises for bad input: errors land in the report."""
     settings = settings or Settings()
+    with _gc_paused():
+        return _check_file(path, settings)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Reading allocates many small objects and frees almost none: the cyclic collector would
+    rescan them over and over (a fifth of the time at 50,000 tensors). Paused for one file."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _check_file(path: str | Path, settings: Settings) -> FileReport:
     report = FileReport(path=str(path))
     try:
         graph = load(path)

@@ -284,6 +284,9 @@ def infer_trainability(graph: ModelGraph) -> None:
     """
     if not graph.optimizers or not all(o.exhaustive for o in graph.optimizers):
         return
+    # per-optimizer facts computed once: per parameter they would make this quadratic
+    summary = {id(o): (max_step(o), any(s.has_state for s in o.tracked.values()))
+               for o in graph.optimizers}
     for param in graph.parameters():
         if param.trainable is not Trainable.UNKNOWN:
             continue
@@ -292,7 +295,7 @@ def infer_trainability(graph: ModelGraph) -> None:
             entry = opt.tracked.get(param.name)
             if entry is None:
                 continue
-            verdict = _verdict_from_optimizer(opt, entry)
+            verdict = _verdict_from_optimizer(entry, *summary[id(opt)])
             if verdict[0] is Trainable.TRAINABLE:
                 break
         if verdict is None:
@@ -306,8 +309,9 @@ def max_step(opt: Optimizer) -> float | None:
     return max(steps) if steps else None
 
 
-def _verdict_from_optimizer(opt: Optimizer, entry: ParamOptState) -> tuple[Trainable, str]:
-    top = max_step(opt)
+def _verdict_from_optimizer(
+    entry: ParamOptState, top: float | None, any_state: bool
+) -> tuple[Trainable, str]:
     if entry.has_state:
         if entry.step is not None and top is not None and entry.step < top:
             return (
@@ -318,6 +322,6 @@ def _verdict_from_optimizer(opt: Optimizer, entry: ParamOptState) -> tuple[Train
             Trainable.TRAINABLE,
             f"tracked by the optimizer, with {', '.join(entry.slots) or 'state'}",
         )
-    if any(s.has_state for s in opt.tracked.values()):
+    if any_state:
         return Trainable.FROZEN, "tracked by the optimizer but never received a gradient"
     return Trainable.TRAINABLE, "tracked by the optimizer"

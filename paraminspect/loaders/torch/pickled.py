@@ -26,8 +26,9 @@ from ...graph import (
     TensorRole,
     Trainable,
 )
+from ...io import open_binary
 from ...kinds import BUFFER_NAMES, classify, infer_kinds_from_names
-from ...sniff import Sniffed
+from ...sniff import Sniffed, open_archive
 from ..pickle.unpickler import (
     DTYPE_SIZES,
     GlobalLog,
@@ -66,42 +67,63 @@ ScalarReader = Callable[[TensorRef], "float | None"]
 # -- entry points --------------------------------------------------------------------------------
 def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
     prefix = sniffed.detail["prefix"]
+    # One open archive for everything: data.pkl, the storage sizes and every optimizer step
+    # counter (a new ZipFile per counter re-reads the whole directory: quadratic in tensors).
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_archive(path, sniffed) as archive:
             data = archive.read(f"{prefix}/data.pkl")
-            sizes = {
-                info.filename[len(prefix) + 6 :]: info.file_size
+            members = {
+                info.filename[len(prefix) + 6 :]: info
                 for info in archive.infolist()
                 if info.filename.startswith(f"{prefix}/data/")
             }
+            sizes = {key: info.file_size for key, info in members.items()}
+            log = GlobalLog()
+            obj, unpickler = unpickle(data, log)
+            del data
+            check_storages(unpickler.storages, sizes)
+
+            def read_scalar(ref: TensorRef) -> float | None:
+                if ref.storage is None or ref.dtype not in DTYPE_SIZES:
+                    return None
+                info = members.get(ref.storage.key)
+                if info is None:
+                    return None
+                size = DTYPE_SIZES[ref.dtype]
+                try:
+                    raw = _read_member_bytes(archive, info, ref.offset * size, size)
+                except (KeyError, OSError, zipfile.BadZipFile, ValueError, zlib.error):
+                    return None
+                return _decode_scalar(raw, ref.dtype)
+
+            return build_graph(path, "pytorch", obj, log, read_scalar)
     except (zipfile.BadZipFile, OSError, zlib.error, EOFError, KeyError) as exc:
         raise LoadError(f"corrupt zip archive ({exc})") from None
-    log = GlobalLog()
-    obj, unpickler = unpickle(data, log)
-    check_storages(unpickler.storages, sizes)
 
-    def read_scalar(ref: TensorRef) -> float | None:
-        if ref.storage is None or ref.dtype not in DTYPE_SIZES:
-            return None
-        size = DTYPE_SIZES[ref.dtype]
-        try:
-            with (
-                zipfile.ZipFile(path) as archive,
-                archive.open(f"{prefix}/data/{ref.storage.key}") as member,
-            ):
-                member.seek(ref.offset * size)
-                raw = member.read(size)
-        except (KeyError, OSError, zipfile.BadZipFile, ValueError):
-            return None
-        return _decode_scalar(raw, ref.dtype)
 
-    return build_graph(path, "pytorch", obj, log, read_scalar)
+def _read_member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, start: int, size: int) -> bytes:
+    """``size`` bytes at ``start`` inside a member. torch stores members uncompressed: then two
+    small reads at the member's offset, not a ``ZipFile.open`` (which builds a decoder per call)."""
+    handle = archive.fp
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 or handle is None:
+        with archive.open(info) as member:
+            member.seek(start)
+            return member.read(size)
+    if start < 0 or start + size > info.file_size:
+        return b""
+    handle.seek(info.header_offset)
+    local = handle.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad local file header")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    handle.seek(info.header_offset + 30 + name_len + extra_len + start)
+    return handle.read(size)
 
 
 def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
     log = GlobalLog()
     try:
-        handle = open(path, "rb")
+        handle = open_binary(path)
     except OSError as exc:
         raise LoadError(f"cannot open: {exc.strerror or exc}") from None
     with handle:
@@ -123,17 +145,17 @@ def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
         if start is None:
             return None
         size = DTYPE_SIZES[ref.dtype]
-        with open(path, "rb") as f:
-            f.seek(start + ref.offset * size)
-            return _decode_scalar(f.read(size), ref.dtype)
+        handle.seek(start + ref.offset * size)
+        return _decode_scalar(handle.read(size), ref.dtype)
 
-    return build_graph(path, "pytorch-legacy", obj, log, read_scalar)
+    with open_binary(path) as handle:  # one handle for every step counter
+        return build_graph(path, "pytorch-legacy", obj, log, read_scalar)
 
 
 def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
     """A bare pickle (``pickle.dump`` of a model or dict): walked the same way, storages absent."""
     log = GlobalLog()
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         obj, _ = unpickle(handle, log)
     return build_graph(path, "pickle", obj, log, lambda ref: None)
 
@@ -156,7 +178,7 @@ def _legacy_storage_offsets(
     """Byte offset of each storage's data; walks the 8-byte length headers, reads no data."""
     offsets: dict[str, int] = {}
     position = start
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for key in keys:
             key = str(key)
             f.seek(position)

@@ -31,7 +31,7 @@ from ...graph import (
     Trainable,
 )
 from ...kinds import classify
-from ...sniff import Sniffed
+from ...sniff import Sniffed, open_archive
 from ..dataflow import Op, contract, topological_order
 from ..pickle.unpickler import GlobalLog, Stub, TensorRef, unpickle
 from .pickled import check_storages, record_code_references
@@ -55,7 +55,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     prefix = sniffed.detail.get("prefix", "")
     log = GlobalLog()
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_archive(path, sniffed) as archive:
             names = set(archive.namelist())
             data = archive.read(f"{prefix}/data.pkl")
             sizes = {

@@ -1,0 +1,205 @@
+"""Opening model files, local or remote, as seekable binary streams.
+
+Loaders call :func:`open_binary` instead of ``open(path, "rb")``. A local path opens the file; a
+URL (``https://``, ``s3://``, ``gs://``, ``hf://``, any protocol fsspec knows) opens it through
+fsspec, behind a small read-through block cache so that reading a header, a zip directory or a
+protobuf's field tags costs a few range requests, never the whole file. fsspec is imported only
+when a URL is met (``pip install paraminspect[remote]``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import struct
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .errors import LoadError
+
+#: ``scheme://`` at the start of a path marks it as remote (``C:\`` and ``./x`` are local)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+#: bytes fetched per range request; small, because check reads headers and directories only
+BLOCK_SIZE = 64 * 1024
+#: blocks kept per open file (4 MB): a zip directory or a safetensors header fits
+CACHE_BLOCKS = 64
+
+
+def is_remote(path: str | os.PathLike[str]) -> bool:
+    """True for ``scheme://...`` paths (opened through fsspec)."""
+    return isinstance(path, str) and _URL.match(path) is not None
+
+
+def as_path(raw: str | os.PathLike[str]) -> str | Path:
+    """A local path as :class:`Path`; a URL kept as a string (``Path`` would fold its ``//``)."""
+    return raw if is_remote(raw) else Path(raw)  # type: ignore[arg-type]
+
+
+def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
+    """A seekable binary stream on ``path``. Raises OSError (or LoadError for a missing extra)."""
+    if not is_remote(path):
+        return open(path, "rb")
+    fs, target = _filesystem(str(path))
+    # cache_type "none": every read is one range request, and BlockCache decides their size.
+    raw = fs.open(target, "rb", block_size=BLOCK_SIZE, cache_type="none")
+    return BlockCache(raw, raw.size)  # type: ignore[return-value]
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError:
+        raise LoadError(
+            "remote paths need the optional extra: pip install 'paraminspect[remote]'"
+        ) from None
+    try:
+        return fsspec.core.url_to_fs(url)  # type: ignore[no-any-return]
+    except (ImportError, ValueError) as exc:
+        raise LoadError(f"cannot open {url}: {exc}") from None
+
+
+def remote_info(url: str) -> dict[str, Any]:
+    """fsspec's ``info`` for a URL (size, ETag or mtime where the server gives them)."""
+    fs, target = _filesystem(url)
+    return fs.info(target)  # type: ignore[no-any-return]
+
+
+def remote_walk(url: str) -> list[tuple[str, bool]]:
+    """``(url, is_folder)`` for a remote path: itself if it is a file, else its files, sorted."""
+    fs, target = _filesystem(url)
+    if not fs.isdir(target):
+        return [(url, False)]
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    out = []
+    for name in sorted(fs.find(target)):
+        out.append((name if is_remote(name) else f"{protocol}://{name}", False))
+    return out
+
+
+class BlockCache(io.RawIOBase):
+    """A read-only, seekable view of an fsspec file that fetches aligned blocks on demand.
+
+    Small reads (tags, headers, directory records) are served from at most ``CACHE_BLOCKS``
+    cached blocks; a read much larger than a block goes straight to the file in one request.
+    """
+
+    def __init__(self, raw: Any, size: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._size = int(size)
+        self._pos = 0
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def _block(self, index: int) -> bytes:
+        block = self._blocks.get(index)
+        if block is None:
+            self._raw.seek(index * BLOCK_SIZE)
+            block = self._raw.read(BLOCK_SIZE)
+            self._blocks[index] = block
+            if len(self._blocks) > CACHE_BLOCKS:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(index)
+        return block
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
+        if end <= self._pos:
+            return b""
+        start = self._pos
+        if end - start > 4 * BLOCK_SIZE:
+            self._raw.seek(start)
+            data = self._raw.read(end - start)
+        else:
+            parts = []
+            for index in range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
+                block = self._block(index)
+                lo = max(start - index * BLOCK_SIZE, 0)
+                hi = min(end - index * BLOCK_SIZE, len(block))
+                parts.append(block[lo:hi])
+            data = b"".join(parts)
+        self._pos = start + len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+            self._blocks.clear()
+        super().close()
+
+
+class Window(io.RawIOBase):
+    """A read-only, seekable view of ``length`` bytes at ``start`` of another seekable stream."""
+
+    def __init__(self, handle: BinaryIO, start: int, length: int) -> None:
+        super().__init__()
+        self._handle, self._start, self._length, self._pos = handle, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._length}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self._length if n is None or n < 0 else min(self._length, self._pos + n)
+        if end <= self._pos:
+            return b""
+        self._handle.seek(self._start + self._pos)
+        data = self._handle.read(end - self._pos)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def open_member(archive: zipfile.ZipFile, name: str) -> BinaryIO:
+    """A seekable stream on one zip member without reading (or checksumming) it whole.
+
+    A stored (uncompressed) member is a window on the archive's own file at the member's data
+    offset; a compressed one falls back to ``ZipFile.open`` (seekable, decompressing lazily).
+    """
+    info = archive.getinfo(name)
+    handle = archive.fp
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 or handle is None:
+        return archive.open(info)  # type: ignore[return-value]
+    handle.seek(info.header_offset)
+    local = handle.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header for {name}")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    start = info.header_offset + 30 + name_len + extra_len
+    return Window(handle, start, info.file_size)  # type: ignore[return-value]
