@@ -20,7 +20,7 @@ from . import __version__
 from .baseline import BaselineError, apply_baseline, load_baseline
 from .baseline import dumps as baseline_dumps
 from .config import ConfigError, Settings, load_settings, parse_fail_on, split_codes
-from .engine import check_file, iter_model_files
+from .engine import iter_model_files
 from .errors import LoadError, Skip
 from .findings import Report
 from .reporters import REPORTERS, Options, RuleInfo, get_reporter, rule_catalog
@@ -123,11 +123,13 @@ def _outputs(main_format: str, outputs: list[str]) -> list[tuple[str, Path | Non
     return [(main_format, plain[0] if plain else None), *extra]
 
 
-def _run(paths: list[Path], settings: Settings, progress: bool) -> Report:
+def _run(paths: list[Path], settings: Settings, progress: bool, jobs: int | None = None) -> Report:
     """Check every file; a transient progress bar on stderr when asked (interactive runs)."""
+    from .parallel import iter_check_files
+
     files = list(iter_model_files(paths))
     if not progress or len(files) <= PROGRESS_AFTER:
-        return Report(files=[check_file(path, settings) for path in files])
+        return Report(files=list(iter_check_files(files, settings, jobs)))
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -138,9 +140,9 @@ def _run(paths: list[Path], settings: Settings, progress: bool) -> Report:
         TextColumn("{task.description}", style="dim"), console=console, transient=True,
     ) as bar:
         task = bar.add_task("", total=len(files))
-        for path in files:
-            bar.update(task, description=path.name)
-            results.append(check_file(path, settings))
+        for path, result in zip(files, iter_check_files(files, settings, jobs), strict=True):
+            bar.update(task, description=Path(path).name)
+            results.append(result)
             bar.advance(task)
     return Report(files=results)
 
@@ -224,6 +226,14 @@ def check(
         Path | None,
         typer.Option("--config", help="pyproject.toml to read [tool.paraminspect] from."),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1,
+            help="Check files in N processes [default: one per core; small runs stay serial]. "
+            "The report is the same as a serial run's.",
+        ),
+    ] = None,
 ) -> None:
     """Check model files for freezing mistakes."""
     settings = _settings(config, select, ignore, fail_on)
@@ -235,7 +245,7 @@ def check(
         except BaselineError as exc:
             raise _die(str(exc)) from None
     progress = not quiet and _interactive(sys.stderr) and "CI" not in os.environ
-    report = _run(paths or [Path(".")], settings, progress)
+    report = _run(paths or [Path(".")], settings, progress, jobs)
 
     if write_baseline is not None:
         try:

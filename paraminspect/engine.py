@@ -12,6 +12,7 @@ from .config import Settings
 from .errors import LoadError, Skip
 from .findings import FileReport, Finding, Report, Summary
 from .graph import ModelGraph, Source, Trainable
+from .io import remote_walk, restore_url
 from .loaders import MODEL_SUFFIXES, load
 from .loaders.folders import folder_kind, model_files
 from .rules import all_rules
@@ -103,8 +104,16 @@ def _unreadable(report: FileReport, message: str, settings: Settings) -> FileRep
 
 
 def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files named explicitly, plus files with a model suffix found under named folders."""
+    """Files named explicitly, plus files with a model suffix found under named folders.
+
+    URLs (``s3://``, ``https://``, ...) stay strings; a remote folder yields its model files."""
     for raw in paths:
+        url = restore_url(raw)
+        if url is not None:
+            for name, _ in remote_walk(url):
+                if name == url or name.lower().endswith(MODEL_SUFFIXES):
+                    yield name  # type: ignore[misc]
+            continue
         path = Path(raw)
         if path.is_dir():
             for folder, dirs, files in os.walk(path):
@@ -122,6 +131,13 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield path
 
 
-def check_paths(paths: Iterable[str | Path], settings: Settings | None = None) -> Report:
+def check_paths(
+    paths: Iterable[str | Path], settings: Settings | None = None, jobs: int | None = 1
+) -> Report:
+    """Check files and folders. ``jobs``: processes to use (``None``: one per core); the report
+    is the same, in the same order, whatever the number."""
+    from .parallel import iter_check_files
+
     settings = settings or Settings()
-    return Report(files=[check_file(p, settings) for p in iter_model_files(paths)])
+    files = list(iter_model_files(paths))
+    return Report(files=list(iter_check_files(files, settings, jobs)))

@@ -22,6 +22,7 @@ from .errors import LoadError
 
 #: ``scheme://`` at the start of a path marks it as remote (``C:\`` and ``./x`` are local)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+_FOLDED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?=[^/])")
 #: bytes fetched per range request; small, because check reads headers and directories only
 BLOCK_SIZE = 64 * 1024
 #: blocks kept per open file (4 MB): a zip directory or a safetensors header fits
@@ -33,9 +34,22 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
     return isinstance(path, str) and _URL.match(path) is not None
 
 
+def restore_url(raw: str | os.PathLike[str]) -> str | None:
+    """The URL in ``raw``, or None for a local path. Repairs the ``s3:/bucket`` that ``Path``
+    makes of ``s3://bucket`` (a one-letter scheme is a Windows drive, not a URL)."""
+    text = os.fspath(raw)
+    if _URL.match(text):
+        return text
+    folded = _FOLDED_URL.match(text)
+    if folded and not os.path.exists(text):
+        return f"{folded.group(1)}://{text[folded.end():]}"
+    return None
+
+
 def as_path(raw: str | os.PathLike[str]) -> str | Path:
     """A local path as :class:`Path`; a URL kept as a string (``Path`` would fold its ``//``)."""
-    return raw if is_remote(raw) else Path(raw)  # type: ignore[arg-type]
+    url = restore_url(raw)
+    return url if url is not None else Path(raw)
 
 
 def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
