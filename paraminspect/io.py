@@ -23,10 +23,11 @@ from .errors import LoadError
 #: ``scheme://`` at the start of a path marks it as remote (``C:\`` and ``./x`` are local)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 _FOLDED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?=[^/])")
-#: bytes fetched per range request; small, because check reads headers and directories only
-BLOCK_SIZE = 64 * 1024
-#: blocks kept per open file (4 MB): a zip directory or a safetensors header fits
-CACHE_BLOCKS = 64
+#: smallest and largest range request: check reads headers, directories and field tags only
+MIN_FETCH = 2 * 1024
+MAX_FETCH = 1024 * 1024
+#: fetched ranges kept per open file
+CACHE_BLOCKS = 16
 
 
 def is_remote(path: str | os.PathLike[str]) -> bool:
@@ -58,7 +59,7 @@ def open_binary(path: str | os.PathLike[str]) -> BinaryIO:
         return open(path, "rb")
     fs, target = _filesystem(str(path))
     # cache_type "none": every read is one range request, and BlockCache decides their size.
-    raw = fs.open(target, "rb", block_size=BLOCK_SIZE, cache_type="none")
+    raw = fs.open(target, "rb", block_size=MIN_FETCH, cache_type="none")
     return BlockCache(raw, raw.size)  # type: ignore[return-value]
 
 
@@ -84,7 +85,13 @@ def remote_info(url: str) -> dict[str, Any]:
 def remote_walk(url: str) -> list[tuple[str, bool]]:
     """``(url, is_folder)`` for a remote path: itself if it is a file, else its files, sorted."""
     fs, target = _filesystem(url)
-    if not fs.isdir(target):
+    # ``info`` is one HEAD (or metadata) request; ``isdir`` on HTTP would GET the whole body to
+    # look for links, so an HTTP folder is a URL ending in "/" (an index page).
+    try:
+        kind = fs.info(target).get("type")
+    except FileNotFoundError:
+        kind = "directory" if url.endswith("/") else "file"
+    if kind != "directory" and not url.endswith("/"):
         return [(url, False)]
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     out = []
@@ -94,18 +101,28 @@ def remote_walk(url: str) -> list[tuple[str, bool]]:
 
 
 class BlockCache(io.RawIOBase):
-    """A read-only, seekable view of an fsspec file that fetches aligned blocks on demand.
+    """A read-only, seekable view of an fsspec file: range requests sized by the access pattern.
 
-    Small reads (tags, headers, directory records) are served from at most ``CACHE_BLOCKS``
-    cached blocks; a read much larger than a block goes straight to the file in one request.
+    A read after a jump fetches a small block (a tag, a header, a zip record: 2 KB); reads that
+    continue where the last one ended double the fetch size up to 1 MB, so a walk over a dense
+    protobuf costs few requests and a walk that seeks over gigabytes of weights costs a few KB per
+    tensor. The last ``CACHE_BLOCKS`` fetched ranges are kept (headers are read twice: by the
+    sniffer and by the loader).
     """
+
+    #: readers that keep their own window (the ONNX walker) size it to this
+    preferred_block = MIN_FETCH
 
     def __init__(self, raw: Any, size: int) -> None:
         super().__init__()
         self._raw = raw
         self._size = int(size)
         self._pos = 0
-        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._ranges: OrderedDict[int, bytes] = OrderedDict()  # start -> bytes
+        self._ahead = MIN_FETCH
+        self._last_end = -1
+        self._last_fetch_end = -1
+        self.requests = 0  #: range requests made (for tests and curiosity)
 
     def readable(self) -> bool:
         return True
@@ -121,35 +138,38 @@ class BlockCache(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def _block(self, index: int) -> bytes:
-        block = self._blocks.get(index)
-        if block is None:
-            self._raw.seek(index * BLOCK_SIZE)
-            block = self._raw.read(BLOCK_SIZE)
-            self._blocks[index] = block
-            if len(self._blocks) > CACHE_BLOCKS:
-                self._blocks.popitem(last=False)
-        else:
-            self._blocks.move_to_end(index)
-        return block
+    def _cached(self, start: int, end: int) -> bytes | None:
+        for begin, data in reversed(self._ranges.items()):
+            if begin <= start and end <= begin + len(data):
+                return data[start - begin : end - begin]
+        return None
 
     def read(self, n: int = -1) -> bytes:
         end = self._size if n is None or n < 0 else min(self._size, self._pos + n)
-        if end <= self._pos:
-            return b""
         start = self._pos
-        if end - start > 4 * BLOCK_SIZE:
-            self._raw.seek(start)
-            data = self._raw.read(end - start)
-        else:
-            parts = []
-            for index in range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
-                block = self._block(index)
-                lo = max(start - index * BLOCK_SIZE, 0)
-                hi = min(end - index * BLOCK_SIZE, len(block))
-                parts.append(block[lo:hi])
-            data = b"".join(parts)
+        if end <= start:
+            return b""
+        data = self._cached(start, end)
+        if data is None:
+            # a read that begins inside the last fetched range continues it: fetch only the rest
+            head, fetch_start = b"", start
+            if self._ranges:
+                last_start, last = next(reversed(self._ranges.items()))
+                if last_start <= start < last_start + len(last):
+                    head, fetch_start = last[start - last_start :], last_start + len(last)
+            sequential = fetch_start == self._last_fetch_end
+            self._ahead = min(self._ahead * 2, MAX_FETCH) if sequential else MIN_FETCH
+            fetch_end = min(self._size, max(end, fetch_start + self._ahead))
+            self._raw.seek(fetch_start)
+            fetched = self._raw.read(fetch_end - fetch_start)
+            self.requests += 1
+            self._last_fetch_end = fetch_start + len(fetched)
+            self._ranges[fetch_start] = fetched
+            if len(self._ranges) > CACHE_BLOCKS:
+                self._ranges.popitem(last=False)
+            data = (head + fetched)[: end - start]
         self._pos = start + len(data)
+        self._last_end = self._pos
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -160,7 +180,7 @@ class BlockCache(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._raw.close()
-            self._blocks.clear()
+            self._ranges.clear()
         super().close()
 
 

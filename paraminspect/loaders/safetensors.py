@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import LoadError
 from ..graph import Fact, ModelGraph, OrderSource, Source, Tensor, TensorRole, Trainable
+from ..io import open_binary
 from ..kinds import BUFFER_NAMES, infer_kinds_from_names
 from ..sniff import Sniffed
 
@@ -88,7 +89,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
 
 def _read_header(path: Path) -> tuple[dict[str, object], int]:
     try:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             size = handle.seek(0, 2)
             handle.seek(0)
             prefix = handle.read(8)

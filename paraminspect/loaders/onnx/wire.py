@@ -170,13 +170,15 @@ class _Reader:
         self.buf = b""
         self.buf_start = 0
         self.skipped = 0
+        #: window size: a remote stream asks for small reads (it pays per byte transferred)
+        self.block = int(getattr(handle, "preferred_block", _BLOCK))
 
     def _window(self, n: int) -> tuple[bytes, int]:
         """The buffer and the offset of ``pos`` in it, with at least ``n`` bytes available."""
         offset = self.pos - self.buf_start
         if offset < 0 or offset + n > len(self.buf):
             self.handle.seek(self.pos)
-            self.buf = self.handle.read(max(n, _BLOCK))
+            self.buf = self.handle.read(max(n, self.block))
             self.buf_start = self.pos
             offset = 0
             if len(self.buf) < n:
