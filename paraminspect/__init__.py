@@ -29,6 +29,7 @@ from .graph import (
     TensorRole,
     Trainable,
 )
+from .many import check_many
 
 __all__ = [
     "FileReport",
@@ -48,5 +49,6 @@ __all__ = [
     "Trainable",
     "__version__",
     "check",
+    "check_many",
     "load",
 ]
