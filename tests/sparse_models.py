@@ -19,27 +19,28 @@ DIM = 1024  # 256 x 1024 x 1024 float32 = 1 GiB
 TENSOR_BYTES = DIM * DIM * 4
 
 
-def safetensors_1gb(path: Path) -> int:
+def safetensors_1gb(path: Path, layers: int = LAYERS, dim: int = DIM) -> int:
+    tensor_bytes = dim * DIM * 4
     header: dict[str, object] = {}
-    for i in range(LAYERS):
-        begin = i * TENSOR_BYTES
+    for i in range(layers):
+        begin = i * tensor_bytes
         header[f"layers.{i}.weight"] = {
-            "dtype": "F32", "shape": [DIM, DIM], "data_offsets": [begin, begin + TENSOR_BYTES]
+            "dtype": "F32", "shape": [dim, DIM], "data_offsets": [begin, begin + tensor_bytes]
         }
     raw = json.dumps(header).encode()
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raw)) + raw)
-        f.truncate(8 + len(raw) + LAYERS * TENSOR_BYTES)
-    return LAYERS
+        f.truncate(8 + len(raw) + layers * tensor_bytes)
+    return layers
 
 
-def torch_zip_1gb(path: Path) -> int:
+def torch_zip_1gb(path: Path, layers: int = LAYERS) -> int:
     """A torch.save archive: data.pkl from a real torch.save of 256 one-element tensors, each
     storage member 4 MB of holes (the loader checks members are at least as large as needed)."""
     import torch
 
     buffer = io.BytesIO()
-    torch.save({f"layers.{i}.weight": torch.zeros(1) for i in range(LAYERS)}, buffer)
+    torch.save({f"layers.{i}.weight": torch.zeros(1) for i in range(layers)}, buffer)
     buffer.seek(0)
     with zipfile.ZipFile(buffer) as small:
         members = {info.filename: small.read(info) for info in small.infolist()}
@@ -67,7 +68,7 @@ def torch_zip_1gb(path: Path) -> int:
         end = f.tell()
         f.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(directory), len(directory),
                             end - start, start, 0))
-    return LAYERS
+    return layers
 
 
 def _varint(value: int) -> bytes:
@@ -84,28 +85,30 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def onnx_1gb(path: Path) -> int:
+def onnx_1gb(path: Path, layers: int = LAYERS, dim: int = DIM) -> int:
     """A ModelProto with 256 MatMul nodes and 256 inline 1024x1024 float32 initializers."""
+    tensor_bytes = dim * DIM * 4
     nodes = b"".join(
         _field(1, _field(1, f"h{i}".encode()) + _field(1, f"layers.{i}.weight".encode())
                + _field(2, f"h{i + 1}".encode()) + _field(3, f"/layers.{i}/MatMul".encode())
                + _field(4, b"MatMul"))
-        for i in range(LAYERS)
+        for i in range(layers)
     )
     heads = []
-    for i in range(LAYERS):
-        meta = (_varint(1 << 3) + _varint(DIM)) * 2 + _varint(2 << 3) + _varint(1)
+    for i in range(layers):
+        meta = _varint(1 << 3) + _varint(dim) + _varint(1 << 3) + _varint(DIM)
+        meta += _varint(2 << 3) + _varint(1)
         meta += _field(8, f"layers.{i}.weight".encode())
-        raw_head = _varint(9 << 3 | 2) + _varint(TENSOR_BYTES)
-        body_len = len(meta) + len(raw_head) + TENSOR_BYTES
+        raw_head = _varint(9 << 3 | 2) + _varint(tensor_bytes)
+        body_len = len(meta) + len(raw_head) + tensor_bytes
         heads.append(_varint(5 << 3 | 2) + _varint(body_len) + meta + raw_head)
-    graph_len = len(nodes) + sum(len(h) + TENSOR_BYTES for h in heads)
+    graph_len = len(nodes) + sum(len(h) + tensor_bytes for h in heads)
     with open(path, "wb") as f:
         f.write(_varint(1 << 3) + _varint(8))  # ir_version 8
         f.write(_field(8, _varint(2 << 3) + _varint(17)))  # opset_import {version: 17}
         f.write(_varint(7 << 3 | 2) + _varint(graph_len) + nodes)
         for head in heads:
             f.write(head)
-            f.seek(TENSOR_BYTES, 1)
+            f.seek(tensor_bytes, 1)
         f.truncate(f.tell())
-    return LAYERS
+    return layers
