@@ -243,8 +243,12 @@ def main() -> None:
             # that had imported torch would lend every measured process its own peak.
             built = subprocess.run(
                 [PY, __file__, "--build", key, "--work", str(args.work)],
-                check=True, capture_output=True, text=True,
+                capture_output=True, text=True,
             )
+            if built.returncode != 0:
+                print(f"| {key}: building the files failed: "
+                      f"{built.stderr.strip().splitlines()[-1:]} | | | | | | |", flush=True)
+                continue
             for label, argv, peer, target in json.loads(built.stdout.strip().splitlines()[-1]):
                 ours, our_rss = run(argv, args.repeat)
                 if peer is None or target is None:

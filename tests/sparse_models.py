@@ -62,12 +62,20 @@ def torch_zip_1gb(path: Path, layers: int = LAYERS) -> int:
             directory.append((encoded, offset, size, crc if sparse else zlib.crc32(data)))
         start = f.tell()
         for encoded, offset, size, member_crc in directory:
-            f.write(struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0,
-                                member_crc, size, size, len(encoded), 0, 0, 0, 0, 0, offset))
-            f.write(encoded)
+            # offsets past 4 GiB (the 10 GB benchmark file) go in a zip64 extra field
+            extra = struct.pack("<HHQ", 1, 8, offset) if offset >= 0xFFFFFFFF else b""
+            f.write(struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 45, 45, 0, 0, 0, 0,
+                                member_crc, size, size, len(encoded), len(extra), 0, 0, 0, 0,
+                                min(offset, 0xFFFFFFFF)))
+            f.write(encoded + extra)
         end = f.tell()
-        f.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(directory), len(directory),
-                            end - start, start, 0))
+        count = len(directory)
+        if start >= 0xFFFFFFFF:
+            f.write(struct.pack("<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count,
+                                end - start, start))
+            f.write(struct.pack("<4sIQI", b"PK\x06\x07", 0, end, 1))
+        f.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, count, count, end - start,
+                            min(start, 0xFFFFFFFF), 0))
     return layers
 
 
