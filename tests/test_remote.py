@@ -113,3 +113,15 @@ def test_s3_folder_on_moto_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert {(f.code, f.location) for f in by_name["ckpt.pt"].findings} == {
         ("PI301", "backbone.conv"), ("PI301", "backbone.bn")
     }
+
+
+def test_cli_checks_a_url(tmp_path: Path) -> None:
+    from .conftest import run_cli
+
+    name = "cnn_ckpt_frozen_after_optim.pt"
+    shutil.copy(TORCH_FIXTURES / name, tmp_path / name)
+    with serve(tmp_path) as server:
+        result = run_cli("check", "-f", "json", f"{server.url}/{name}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # PI301 is a warning; --fail-on error
+    assert f'"{server.url}/{name}"' in result.stdout
+    assert '"PI301"' in result.stdout and '"backbone.conv"' in result.stdout
