@@ -20,8 +20,10 @@ from typing import Any
 from .config import Settings
 from .io import is_remote, remote_info
 
-#: futures kept in flight: enough to keep a cluster busy, bounded so memory stays flat
-MAX_IN_FLIGHT = 512
+#: batches kept in flight: enough to keep a cluster busy, bounded so memory stays flat
+MAX_IN_FLIGHT = 64
+#: files per task: a scheduler round trip costs more than checking one small file
+BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ def check_record(path: str, settings: Settings | None = None) -> dict[str, Any]:
         identity = f"unavailable: {exc}"
     report = check_file(path, settings)
     return {"path": path, "identity": identity, **report.to_dict()}
+
+
+def check_records(paths: list[str], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """:func:`check_record` for a batch of files (one task on an executor)."""
+    return [check_record(path, settings) for path in paths]
 
 
 def recorded(out: Path) -> dict[str, str]:
@@ -141,17 +148,17 @@ def _results(
             yield check_record(path, settings)
         return
     pending: set[Future[Any]] = set()
-    queue = iter(paths)
+    batches = (paths[i : i + BATCH] for i in range(0, len(paths), BATCH))
     exhausted = False
     while pending or not exhausted:
         while not exhausted and len(pending) < MAX_IN_FLIGHT:
-            path = next(queue, None)
-            if path is None:
+            batch = next(batches, None)
+            if batch is None:
                 exhausted = True
                 break
-            pending.add(executor.submit(check_record, path, settings))
+            pending.add(executor.submit(check_records, batch, settings))
         if not pending:
             break
         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
         for future in finished:
-            yield future.result()
+            yield from future.result()
