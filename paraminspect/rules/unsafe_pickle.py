@@ -165,6 +165,9 @@ DANGEROUS_BUILTINS = frozenset(
 )
 
 
+_DANGEROUS_SET = frozenset(DANGEROUS_MODULES)
+
+
 def is_safe(target: str) -> bool:
     return (
         target in SAFE_EXACT or target.startswith(SAFE_PREFIXES) or bool(SAFE_PATTERN.match(target))
@@ -176,7 +179,10 @@ def is_dangerous(target: str) -> bool:
     module, _, name = base.rpartition(".")
     if module == "builtins" and name in DANGEROUS_BUILTINS:
         return True
-    return any(base == m or base.startswith(m + ".") for m in DANGEROUS_MODULES)
+    # ``base`` is a listed module or inside one: one set lookup per dotted prefix, not a scan
+    # of the list per reference (the scan was a fifth of the time of a small file)
+    parts = base.split(".")
+    return any(".".join(parts[:i]) in _DANGEROUS_SET for i in range(1, len(parts) + 1))
 
 
 class UnsafePickle(Rule):
