@@ -32,10 +32,11 @@ if TYPE_CHECKING:
         TensorRole,
         Trainable,
     )
+    from .many import check_many
 
 #: public name -> the module defining it; imported on first use, so the CLI starts fast
 _LAZY = {
-    "check": "api", "load": "api", "Settings": "config",
+    "check": "api", "load": "api", "check_many": "many", "Settings": "config",
     "FileReport": "findings", "Finding": "findings", "Report": "findings",
     "Severity": "findings", "Summary": "findings",
     "Layer": "graph", "LayerKind": "graph", "Mode": "graph", "ModelGraph": "graph",
@@ -73,6 +74,7 @@ __all__ = [
     "Trainable",
     "__version__",
     "check",
+    "check_many",
     "load",
 ]
 

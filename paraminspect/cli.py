@@ -110,6 +110,16 @@ def _open_output(path: Path | None, append: bool = False) -> IO[str]:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
+
+
 # -- check ---------------------------------------------------------------------------------------
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(  # kept as strings: a loader may accept more than local paths
@@ -124,6 +134,11 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", action="append", default=[], metavar="[FORMAT=]FILE",
         help="Write the report to FILE instead of stdout; FORMAT=FILE (sarif=out.sarif) writes "
         "one more report in FORMAT. Repeatable.",
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=_positive_int, default=None, metavar="N",
+        help="Check files in N processes (default: one per core; small runs stay serial). The "
+        "report is the same as a serial run's.",
     )
     parser.add_argument(
         "--timeout", type=float, default=None, metavar="SECONDS",
@@ -206,17 +221,18 @@ def _interactive(stream: IO[str]) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _run(paths: list[str], settings: Settings, progress: bool) -> Report:
+def _run(paths: list[str], settings: Settings, progress: bool, jobs: int | None = None) -> Report:
     """Check every file; a transient progress bar on stderr when asked (interactive runs)."""
-    from .engine import check_file, iter_model_files
+    from .engine import iter_model_files
     from .findings import Report
+    from .parallel import iter_check_files
 
     try:
         files = list(iter_model_files(paths))
     except OSError as exc:  # an unreadable folder is reported, never skipped silently
         raise UsageError(f"cannot list {exc.filename}: {exc.strerror or exc}") from None
     if not progress or len(files) <= PROGRESS_AFTER:
-        return Report(files=[check_file(path, settings) for path in files])
+        return Report(files=list(iter_check_files(files, settings, jobs)))
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -227,9 +243,9 @@ def _run(paths: list[str], settings: Settings, progress: bool) -> Report:
         transient=True,
     ) as bar:
         task = bar.add_task("", total=len(files))
-        for path in files:
-            bar.update(task, description=path.name)
-            results.append(check_file(path, settings))
+        for path, result in zip(files, iter_check_files(files, settings, jobs), strict=True):
+            bar.update(task, description=Path(path).name)
+            results.append(result)
             bar.advance(task)
     return Report(files=results)
 
@@ -266,7 +282,7 @@ def check(args: argparse.Namespace) -> int:
         except BaselineError as exc:
             raise UsageError(str(exc)) from None
     progress = not args.quiet and _interactive(sys.stderr) and "CI" not in os.environ
-    report = _run(args.paths or ["."], settings, progress)
+    report = _run(args.paths or ["."], settings, progress, args.jobs)
 
     if args.write_baseline is not None:
         from .baseline import dumps

@@ -145,12 +145,18 @@ def is_parameter_name(local: str) -> bool:
 def infer_kinds_from_names(graph: ModelGraph, no_classes: str) -> None:
     """Layer kinds for files without layer classes: BatchNorm from its running-stat tensors,
     containers from having children; everything else stays unknown, saying ``no_classes``."""
+    unknown = Fact(Source.UNKNOWN, no_classes)
+    batchnorm = Fact(Source.INFERRED, "has running_mean and running_var tensors")
+    tensors = graph.tensors
     for layer in graph.layers.values():
-        local = {graph.tensors[n].local_name for n in layer.tensors}
-        if {"running_mean", "running_var"} <= local:
-            layer.kind = LayerKind.BATCHNORM
-            layer.kind_fact = Fact(Source.INFERRED, "has running_mean and running_var tensors")
-        elif layer.tensors or not layer.children:
-            layer.kind_fact = Fact(Source.UNKNOWN, no_classes)
+        names = layer.tensors
+        if len(names) >= 2 and any(n.endswith("running_var") for n in names):
+            local = {tensors[n].local_name for n in names}
+            if {"running_mean", "running_var"} <= local:
+                layer.kind = LayerKind.BATCHNORM
+                layer.kind_fact = batchnorm
+                continue
+        if names or not layer.children:
+            layer.kind_fact = unknown
         else:
             layer.kind = LayerKind.CONTAINER

@@ -10,10 +10,14 @@ import os
 import stat
 import struct
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import LoadError, NotAModel, Skip
+from .io import open_binary
 from .other_formats import identify, is_joblib_pickle
 from .zipguard import check_zip
 
@@ -30,13 +34,23 @@ class Sniffed:
 
     format: str
     detail: dict[str, str] = field(default_factory=dict)
+    #: for zip formats, the archive sniffing opened (directory read once); loaders reuse it and
+    #: :func:`paraminspect.loaders.load` closes it
+    archive: zipfile.ZipFile | None = field(default=None, compare=False, repr=False)
+
+    def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
+            handle: Any = self.archive.fp
+            if handle is not None:
+                handle.close()
 
 
-def sniff(path: Path) -> Sniffed:
+def sniff(path: Path | str) -> Sniffed:
     """Detect the format of ``path``. Raises :class:`LoadError` for anything unrecognized."""
     skip_special_file(path)
     try:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             head = handle.read(64)
             size = handle.seek(0, 2)
     except IsADirectoryError:
@@ -105,14 +119,38 @@ def _carries_pickles(head: bytes) -> bool:
     return looks_like_pickle(head)
 
 
-def _sniff_zip(path: Path) -> Sniffed:
+@contextmanager
+def open_archive(path: Path | str, sniffed: Sniffed) -> Iterator[zipfile.ZipFile]:
+    """The zip archive of a sniffed file: the one sniffing opened, else a new one (closed after)."""
+    if sniffed.archive is not None:
+        yield sniffed.archive
+        return
+    with open_binary(path) as handle, zipfile.ZipFile(handle) as archive:
+        yield archive
+
+
+def _sniff_zip(path: Path | str) -> Sniffed:
+    handle = open_binary(path)
     try:
-        with open(path, "rb") as handle:
-            check_zip(handle, MAX_ZIP_ENTRIES)
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
+        check_zip(handle, MAX_ZIP_ENTRIES)  # before zipfile parses a directory of any size
+        handle.seek(0)
+        archive = zipfile.ZipFile(handle)
+    except LoadError:
+        handle.close()
+        raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error) as exc:
+        handle.close()
         raise LoadError(f"corrupt or truncated zip archive ({str(exc)[:120]})") from None
+    try:
+        found = _zip_format(archive.namelist())
+    except LoadError:
+        archive.close()
+        handle.close()
+        raise
+    return Sniffed(found.format, found.detail, archive)
+
+
+def _zip_format(names: list[str]) -> Sniffed:
     name_set = set(names)
     if {"config.json", "metadata.json"} <= name_set or "model.weights.h5" in name_set:
         return Sniffed("keras")

@@ -94,6 +94,10 @@ def _entry(dtype: str, shape: list, begin: int, end: int) -> dict:
         ({"a": _entry("F4", [3], 0, 2)}, 2, "needs 1.5 bytes"),
         ({"__metadata__": {"k": 1}, "a": _entry("U8", [1], 0, 1)}, 1, "strings to strings"),
         (b'{"a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, "a": {}}', 1, "duplicate"),
+        # the later duplicate is the valid one: the plain parse alone would accept it
+        (b'{"a": {}, "a": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}', 1, "duplicate"),
+        (b'{"a": {"dtype": "U8", "dtype": "U8", "shape": [1], "data_offsets": [0, 1]}}', 1,
+         "duplicate"),
         (b'["not", "an", "object"]', 0, "start with '{'"),
         (b'{"a": "\xff"}', 0, "UTF-8"),
     ],

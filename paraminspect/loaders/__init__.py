@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import LoadError, Skip, Unsupported
 from ..graph import ModelGraph
+from ..io import as_path, is_remote
 from ..sniff import Sniffed, sniff
 
 #: format id -> "module:function" relative to this package. A new format is one line here.
@@ -40,30 +41,35 @@ MODEL_SUFFIXES = (
 
 
 def load(path: str | Path) -> ModelGraph:
-    """Read the model at ``path`` into a graph. Raises LoadError or Skip."""
-    path = Path(path)
-    if path.is_dir():  # one model stored as a folder (shards, HF config + weights, PEFT adapter)
+    """Read the model at ``path`` (a file, a model folder or a URL) into a graph.
+
+    Raises LoadError or Skip."""
+    path = as_path(path)
+    if not is_remote(path) and path.is_dir():  # type: ignore[union-attr]  # a model folder
         from ..other_formats import identify_folder
         from .runs import load_folder
 
         if (other := identify_folder(path)) is not None:
             raise Unsupported(other)
 
-        return load_folder(path)
+        return load_folder(path)  # type: ignore[arg-type]
     sniffed = sniff(path)
-    if sniffed.format == "git-lfs-pointer":
-        raise Skip("Git LFS pointer file, not the model itself (run `git lfs pull`)")
-    if sniffed.format == "unsupported":
-        raise Unsupported(sniffed.detail["name"])
-    if sniffed.format == "companion":
-        raise Skip(f"companion file ({sniffed.detail['name']}), not a model")
-    target = LOADERS.get(sniffed.format)
-    if target is None:
-        raise LoadError(f"{sniffed.format} files are not supported yet")
-    module_name, function_name = target.split(":")
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    loader = getattr(module, function_name)
-    graph: ModelGraph = loader(path, sniffed)
+    try:
+        if sniffed.format == "git-lfs-pointer":
+            raise Skip("Git LFS pointer file, not the model itself (run `git lfs pull`)")
+        if sniffed.format == "unsupported":
+            raise Unsupported(sniffed.detail["name"])
+        if sniffed.format == "companion":
+            raise Skip(f"companion file ({sniffed.detail['name']}), not a model")
+        target = LOADERS.get(sniffed.format)
+        if target is None:
+            raise LoadError(f"{sniffed.format} files are not supported yet")
+        module_name, function_name = target.split(":")
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        loader = getattr(module, function_name)
+        graph: ModelGraph = loader(path, sniffed)
+    finally:
+        sniffed.close()
     return graph
 
 

@@ -22,6 +22,8 @@ class MixedLayerFreeze(Rule):
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
         mixed = []
         for layer in graph.layers.values():
+            if not layer.tensors:
+                continue
             params = graph.own_parameters(layer.path)
             states = {p.trainable for p in params}
             if (

@@ -10,7 +10,6 @@ come from the weights file. See FORMATS.md section 2.
 from __future__ import annotations
 
 import heapq
-import io
 import json
 import re
 import zipfile
@@ -33,9 +32,10 @@ from ...graph import (
     TensorRole,
     Trainable,
 )
+from ...io import is_remote, open_binary, open_member
 from ...kinds import classify
-from ...sniff import Sniffed
-from ...zipguard import open_zip, read_entry
+from ...sniff import Sniffed, open_archive
+from ...zipguard import read_entry
 from ..pickle.limits import DEFAULT_LIMITS
 from . import optimizer as keras_optim
 from .hdf5_guard import guard
@@ -74,7 +74,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
         raise LoadError("reading Keras files needs h5py (pip install h5py)") from None
     try:
         if sniffed.format == "keras":
-            return _load_zip(path, h5py)
+            return _load_zip(path, sniffed, h5py)
         return _load_hdf5(path, h5py)
     except (
         OSError, KeyError, RuntimeError, ValueError, TypeError, IndexError, SystemError,
@@ -86,26 +86,27 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
 
 
 # -- .keras zip ----------------------------------------------------------------------------------
-def _load_zip(path: Path, h5py: Any) -> ModelGraph:
-    limits = DEFAULT_LIMITS
+def _load_zip(path: Path, sniffed: Sniffed, h5py: Any) -> ModelGraph:
     try:
-        with open_zip(path, limits.max_zip_entries) as archive:
-            entries = {info.filename: info for info in archive.infolist()}
-            if "config.json" not in entries:
-                raise LoadError(".keras archive without config.json")
-
-            def read(name: str, max_bytes: int) -> bytes:
-                return read_entry(archive, entries[name], max_bytes, limits.max_compression_ratio)
-
-            config_bytes = read("config.json", limits.max_json_bytes)
-            meta_bytes = (
-                read("metadata.json", limits.max_json_bytes) if "metadata.json" in entries else b""
-            )
-            weights = (
-                read("model.weights.h5", 1 << 40) if "model.weights.h5" in entries else None
-            )
+        with open_archive(path, sniffed) as archive:
+            return _load_zip_archive(path, archive, h5py)
     except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:
         raise LoadError(f"corrupt .keras archive ({exc})") from None
+
+
+def _load_zip_archive(path: Path, archive: zipfile.ZipFile, h5py: Any) -> ModelGraph:
+    entries = {info.filename: info for info in archive.infolist()}
+    names = set(entries)
+    if "config.json" not in names:
+        raise LoadError(".keras archive without config.json")
+    limits = DEFAULT_LIMITS
+
+    def read(name: str) -> bytes:  # bounded: a JSON bomb is a clear error, not an outage
+        return read_entry(archive, entries[name], limits.max_json_bytes,
+                          limits.max_compression_ratio)
+
+    config_bytes = read("config.json")
+    meta_bytes = read("metadata.json") if "metadata.json" in names else b""
     config = _json(config_bytes, "config.json")
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise LoadError("config.json is not a Keras model config (no class_name)")
@@ -117,12 +118,14 @@ def _load_zip(path: Path, h5py: Any) -> ModelGraph:
             graph.metadata["keras_version"] = graph.framework_version
     builder = _Builder(graph)
     builder.add_root(config, "config.json")
-    if weights is None:
+    if "model.weights.h5" not in names:
         graph.notes.append("no model.weights.h5 in the archive: weights unknown")
         builder.finish()
         return graph
+    # HDF5 reached in place through the member's offset: only its object headers are read, never
+    # the weights (reading the member whole cost its size in memory plus a CRC pass over it).
     try:
-        handle = h5py.File(io.BytesIO(weights), "r")
+        handle = h5py.File(open_member(archive, "model.weights.h5"), "r")
     except (OSError, ValueError) as exc:
         raise LoadError(f"model.weights.h5 is not readable HDF5 ({exc})") from None
     with handle:
@@ -148,7 +151,8 @@ def _json(raw: bytes | str, what: str) -> Any:
 # -- HDF5: legacy model.save("m.h5"), weights-only files -------------------------------------------
 def _load_hdf5(path: Path, h5py: Any) -> ModelGraph:
     try:
-        handle = h5py.File(path, "r")
+        # a URL goes through the range-reading stream; h5py reads only the object headers
+        handle = h5py.File(open_binary(path) if is_remote(path) else path, "r")
     except (OSError, ValueError) as exc:
         raise LoadError(f"unreadable HDF5 file ({exc})") from None
     with handle:

@@ -31,6 +31,7 @@ from ...graph import (
     TensorRole,
     Trainable,
 )
+from ...io import is_remote, open_binary
 from ...kinds import BUFFER_NAMES, classify
 from ...sniff import Sniffed
 from ..dataflow import topological_order
@@ -110,7 +111,7 @@ TRAIN_MODE_OPS = "train_mode_ops"
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     """Read an ONNX model's structure. Raises LoadError for malformed or inconsistent files."""
     try:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             size = handle.seek(0, 2)
             model = read_model(handle, size)
     except WireError as exc:
@@ -138,6 +139,7 @@ class _Builder:
         self.opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))
         #: tensor-owning layer without nodes -> the node layer that first reads its tensors
         self.first_reader: dict[str, str] = {}
+        self.remote_external = 0  #: external-data initializers of a remote model (not opened)
 
     def build(self) -> ModelGraph:
         graph = self.graph
@@ -148,6 +150,11 @@ class _Builder:
         self._assign_layers()
         self._initializers()
         self._constant_weights()
+        if self.remote_external:
+            graph.notes.append(
+                f"{self.remote_external} initializer(s) keep their data in external files, which "
+                "are not checked for a remote model"
+            )
         self._kinds_and_modes()
         self._lowered_train_mode()
         self._edges_and_order()
@@ -246,7 +253,9 @@ class _Builder:
             for name in node.inputs:
                 if name in self.initializers:
                     consumer.setdefault(name, layer)
-        folder = self.path.resolve().parent
+        # external-data files resolved once per file, not once per initializer
+        folder = None if is_remote(self.path) else Path(self.path).resolve().parent
+        self.external_sizes: dict[Path, int | OSError] = {}
         for init in self.g.initializers:
             if init.name in graph.tensors:
                 raise LoadError(f"two initializers are named {init.name!r}")
@@ -273,8 +282,10 @@ class _Builder:
             graph.add_tensor(tensor)
             if owner is not None and layer != owner and layer not in self.node_layers:
                 self.first_reader.setdefault(layer, owner)
-            if init.data_location == 1 or init.external_data:
+            if (init.data_location == 1 or init.external_data) and folder is not None:
                 self._external(init, folder)
+            elif init.data_location == 1 or init.external_data:
+                self.remote_external += 1
 
     def _constant_weights(self) -> None:
         """Weights kept in Constant nodes instead of initializers: literals of the inference
@@ -338,12 +349,16 @@ class _Builder:
                 CodeReference(target=location, how="external-data-escape", location=init.name)
             )
             return
-        try:
-            size = os.stat(target).st_size
-        except FileNotFoundError:
-            raise LoadError(f"external data file {location} (initializer {init.name}) is missing") from None
-        except OSError as exc:
-            raise LoadError(f"external data file {location} cannot be read: {exc.strerror}") from None
+        if target not in self.external_sizes:
+            try:
+                self.external_sizes[target] = os.stat(target).st_size
+            except OSError as exc:
+                self.external_sizes[target] = exc
+        size = self.external_sizes[target]
+        if isinstance(size, FileNotFoundError):
+            raise LoadError(f"external data file {location} (initializer {init.name}) is missing")
+        if isinstance(size, OSError):
+            raise LoadError(f"external data file {location} cannot be read: {size.strerror}")
         if offset < 0 or (length_n is not None and offset + length_n > size):
             need = offset + (length_n or 0)
             raise LoadError(

@@ -31,7 +31,7 @@ from ...graph import (
     Trainable,
 )
 from ...kinds import classify
-from ...sniff import Sniffed
+from ...sniff import Sniffed, open_archive
 from ..dataflow import Op, contract, topological_order
 from ..pickle.unpickler import GlobalLog, unpickle
 from .pickled import record_code_references
@@ -69,7 +69,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
                        framework="pytorch")
     log = GlobalLog()
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_archive(path, sniffed) as archive:
             names = set(archive.namelist())
             model_name = _pick_model(names, prefix, graph)
             program = _read_json(archive, model_name)

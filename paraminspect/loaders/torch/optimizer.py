@@ -8,6 +8,7 @@ none holds the optimizer stays *unaligned* and nothing is inferred from it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -354,6 +355,14 @@ def infer_trainability(graph: ModelGraph) -> None:
         return
     epochs = graph.metadata.get("epoch")
     epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+    _MEMO.values = {}
+    try:
+        _infer_from_optimizers(graph, epochs)
+    finally:
+        _MEMO.values = None
+
+
+def _infer_from_optimizers(graph: ModelGraph, epochs: int | None) -> None:
     for param in graph.parameters():
         if param.trainable is not Trainable.UNKNOWN:
             continue
@@ -372,9 +381,27 @@ def infer_trainability(graph: ModelGraph) -> None:
         param.trainable_fact = Fact(source, verdict[1])
 
 
+#: per-thread memo of per-optimizer facts, live only inside :func:`infer_trainability`:
+#: recomputed per parameter they would make inference quadratic in the number of parameters
+_MEMO = threading.local()
+
+
+def _per_optimizer(kind: str, opt: Optimizer, compute: Callable[[], Any]) -> Any:
+    memo: dict[tuple[str, int], Any] | None = getattr(_MEMO, "values", None)
+    if memo is None:
+        return compute()
+    key = (kind, id(opt))
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 def max_step(opt: Optimizer) -> float | None:
-    steps = [s.step for s in opt.tracked.values() if s.step is not None]
-    return max(steps) if steps else None
+    def compute() -> float | None:
+        steps = [s.step for s in opt.tracked.values() if s.step is not None]
+        return max(steps) if steps else None
+
+    return _per_optimizer("top", opt, compute)
 
 
 def appended_group(opt: Optimizer, entry: ParamOptState) -> str | None:
@@ -387,10 +414,14 @@ def appended_group(opt: Optimizer, entry: ParamOptState) -> str | None:
     top = max_step(opt)
     if top is None or entry.group <= 0:
         return None
-    by_group: dict[int, list[float | None]] = {}
-    for state in opt.tracked.values():
-        if state.has_state:
-            by_group.setdefault(state.group, []).append(state.step)
+    def groups() -> dict[int, list[float | None]]:
+        found: dict[int, list[float | None]] = {}
+        for state in opt.tracked.values():
+            if state.has_state:
+                found.setdefault(state.group, []).append(state.step)
+        return found
+
+    by_group: dict[int, list[float | None]] = _per_optimizer("groups", opt, groups)
     own = by_group.get(entry.group, [])
     if len(set(own)) != 1 or own[0] is None or own[0] >= top:
         return None
@@ -415,19 +446,25 @@ def intermittent_lag(opt: Optimizer, step: float, epochs: int | None) -> str | N
     top = max_step(opt)
     if top is None or step >= top:
         return None
-    lagging_entries = sorted(
-        (s for s in opt.tracked.values() if s.step is not None and s.step < top),
-        key=lambda s: s.index,
-    )
-    lagging = {s.step for s in lagging_entries}
-    counts = [s.step for s in lagging_entries]
-    # Freezing stage by stage from the input side stops a leading run of parameters, earliest
-    # first; experts or branches with gradients on some steps sit between stepped parameters.
-    first = min(s.index for s in opt.tracked.values())
-    leading = [s.index for s in lagging_entries] == list(
-        range(first, first + len(lagging_entries))
-    )
-    staged = leading and all(a <= b for a, b in zip(counts, counts[1:]))
+
+    def profile() -> tuple[set[float | None], bool]:
+        lagging_entries = sorted(
+            (s for s in opt.tracked.values() if s.step is not None and s.step < top),
+            key=lambda s: s.index,
+        )
+        counts = [s.step for s in lagging_entries]
+        # Freezing stage by stage from the input side stops a leading run of parameters,
+        # earliest first; experts or branches with gradients on some steps sit between
+        # stepped parameters.
+        first = min(s.index for s in opt.tracked.values())
+        leading = [s.index for s in lagging_entries] == list(
+            range(first, first + len(lagging_entries))
+        )
+        return {s.step for s in lagging_entries}, leading and all(
+            a <= b for a, b in zip(counts, counts[1:])  # type: ignore[operator]
+        )
+
+    lagging, staged = _per_optimizer("lagging", opt, profile)
     if len(lagging) >= 3 and not staged:
         return (
             f"{len(lagging)} different lagging step counts below {top:g}: gradients that reach "
@@ -463,7 +500,7 @@ def _verdict_from_optimizer(
             Trainable.TRAINABLE,
             f"tracked by the optimizer, with {', '.join(entry.slots) or 'state'}",
         )
-    if any(s.has_state for s in opt.tracked.values()):
+    if _per_optimizer("any_state", opt, lambda: any(s.has_state for s in opt.tracked.values())):
         # Frozen before the first step, or on a branch the loss never reaches: not told apart.
         return Trainable.UNKNOWN, NEVER_STEPPED
     return Trainable.TRAINABLE, "tracked by the optimizer"

@@ -25,6 +25,7 @@ from ...graph import (
     TensorRole,
     Trainable,
 )
+from ...io import open_binary
 from ...kinds import classify, infer_kinds_from_names, is_buffer_name, is_parameter_name
 from ...sniff import Sniffed
 from ...zipguard import open_zip, read_entry
@@ -72,7 +73,7 @@ ScalarReader = Callable[[TensorRef], "float | None"]
 # -- entry points --------------------------------------------------------------------------------
 def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
     notes: list[str] = []
-    obj, log, read_scalar = read_zip(path, sniffed.detail["prefix"], notes)
+    obj, log, read_scalar = read_zip(path, sniffed.detail["prefix"], notes, sniffed.archive)
     graph = as_data_unless_model(build_graph(path, "pytorch", obj, log, read_scalar), obj)
     graph.notes.extend(notes)
     return graph
@@ -107,7 +108,7 @@ def read_pickle(path: Path, sniffed: Sniffed) -> tuple[Any, GlobalLog, ScalarRea
     """The unpickled object of any ``torch.save``/pickle file (stubs, no tensor bytes), the
     globals it names, and a reader for 0-d tensors such as optimizer ``step`` counters."""
     if sniffed.format == "pytorch":
-        return read_zip(path, sniffed.detail["prefix"])
+        return read_zip(path, sniffed.detail["prefix"], archive=sniffed.archive)
     if sniffed.format == "pytorch-legacy":
         return _read_legacy(path)
     if sniffed.format == "pickle":
@@ -116,36 +117,42 @@ def read_pickle(path: Path, sniffed: Sniffed) -> tuple[Any, GlobalLog, ScalarRea
 
 
 def read_zip(
-    path: Path, prefix: str, notes: list[str] | None = None
+    path: Path, prefix: str, notes: list[str] | None = None,
+    archive: zipfile.ZipFile | None = None,
 ) -> tuple[Any, GlobalLog, ScalarReader]:
     """The walked pickle of a torch zip file, its global log and a reader for 0-d tensors.
 
+    ``archive``: the one sniffing opened, reused (one directory read per file); otherwise the
+    file is opened here. The archive stays open for the reader of 0-d tensors (one ``step``
+    counter per parameter: a new archive per counter would re-read the whole directory).
     Other pickles in the archive are scanned too (their findings land in the log); what could not
     be scanned is added to ``notes``.
     """
     log = GlobalLog()
     graph = ModelGraph(path=str(path), format="pytorch", framework="pytorch")
     try:
-        with open_zip(path, DEFAULT_LIMITS.max_zip_entries) as archive:
-            # torch reads the FIRST entry of a name; zipfile's getinfo would give the last one
-            info = next(
-                (i for i in archive.infolist() if i.filename == f"{prefix}/data.pkl"), None
-            )
-            if info is None:
-                raise KeyError(f"{prefix}/data.pkl")
-            data = read_entry(
-                archive, info, DEFAULT_LIMITS.max_entry_bytes, DEFAULT_LIMITS.max_compression_ratio
-            )
-            members: dict[str, zipfile.ZipInfo] = {}
-            for entry in archive.infolist():
-                if entry.filename.startswith(f"{prefix}/data/"):
-                    members.setdefault(entry.filename[len(prefix) + 6 :], entry)
-            # Pickles torch would not read here are still scanned: another loader might.
-            try:
-                walk_zip(archive, log, DEFAULT_LIMITS, skip=info)
-            except LoadError as exc:
-                if notes is not None:
-                    notes.append(f"another entry of the archive could not be scanned: {exc}")
+        if archive is None:
+            source = path if isinstance(path, Path) else open_binary(path)
+            archive = open_zip(source, DEFAULT_LIMITS.max_zip_entries)
+        # torch reads the FIRST entry of a name; zipfile's getinfo would give the last one
+        info = next(
+            (i for i in archive.infolist() if i.filename == f"{prefix}/data.pkl"), None
+        )
+        if info is None:
+            raise KeyError(f"{prefix}/data.pkl")
+        data = read_entry(
+            archive, info, DEFAULT_LIMITS.max_entry_bytes, DEFAULT_LIMITS.max_compression_ratio
+        )
+        members: dict[str, zipfile.ZipInfo] = {}
+        for entry in archive.infolist():
+            if entry.filename.startswith(f"{prefix}/data/"):
+                members.setdefault(entry.filename[len(prefix) + 6 :], entry)
+        # Pickles torch would not read here are still scanned: another loader might.
+        try:
+            walk_zip(archive, log, DEFAULT_LIMITS, skip=info)
+        except LoadError as exc:
+            if notes is not None:
+                notes.append(f"another entry of the archive could not be scanned: {exc}")
         obj, unpickler = unpickle(data, log)
     except LoadError as exc:
         raise with_partial(exc, graph, log) from None
@@ -161,7 +168,7 @@ def read_zip(
         if info is None or (ref.offset + 1) * size > info.file_size:
             return None
         try:
-            raw = _read_member_bytes(path, info, ref.offset * size, size)
+            raw = _read_member_bytes(archive, info, ref.offset * size, size)
         except (OSError, zipfile.BadZipFile, ValueError, zlib.error):
             return None
         return _decode_scalar(raw, ref.dtype)
@@ -169,27 +176,29 @@ def read_zip(
     return obj, log, read_scalar
 
 
-def _read_member_bytes(path: Path, info: zipfile.ZipInfo, start: int, size: int) -> bytes:
-    """``size`` bytes at ``start`` inside one zip member, without re-reading the central
-    directory (an optimizer has one ``step`` counter per parameter)."""
-    if info.compress_type != zipfile.ZIP_STORED:  # torch.save never compresses; others might
-        with zipfile.ZipFile(path) as archive, archive.open(info) as member:
+def _read_member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, start: int, size: int) -> bytes:
+    """``size`` bytes at ``start`` inside a member. torch stores members uncompressed: then two
+    small reads at the member's offset, not a ``ZipFile.open`` (which builds a decoder per call)."""
+    handle = archive.fp
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 or handle is None:
+        with archive.open(info) as member:
             member.seek(start)
             return member.read(size)
-    with open(path, "rb") as handle:
-        handle.seek(info.header_offset)
-        header = handle.read(30)
-        if len(header) != 30 or header[:4] != b"PK\x03\x04":
-            raise zipfile.BadZipFile("bad local file header")
-        name_length, extra_length = struct.unpack("<HH", header[26:30])
-        handle.seek(info.header_offset + 30 + name_length + extra_length + start)
-        return handle.read(size)
+    if start < 0 or start + size > info.file_size:
+        return b""
+    handle.seek(info.header_offset)
+    local = handle.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad local file header")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    handle.seek(info.header_offset + 30 + name_len + extra_len + start)
+    return handle.read(size)
 
 
 def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
     log = GlobalLog()
     try:
-        handle = open(path, "rb")
+        handle = open_binary(path)
     except OSError as exc:
         raise LoadError(f"cannot open: {exc.strerror or exc}") from None
     with handle:
@@ -215,9 +224,8 @@ def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
         if start is None:
             return None
         size = DTYPE_SIZES[ref.dtype]
-        with open(path, "rb") as f:
-            f.seek(start + ref.offset * size)
-            return _decode_scalar(f.read(size), ref.dtype)
+        handle.seek(start + ref.offset * size)
+        return _decode_scalar(handle.read(size), ref.dtype)
 
     return obj, log, read_scalar
 
@@ -225,7 +233,7 @@ def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
 def _read_plain(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
     log = GlobalLog()
     try:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             obj, _ = unpickle(handle, log)
     except LoadError as exc:
         raise with_partial(exc, ModelGraph(path=str(path), format="pickle"), log) from None
@@ -250,7 +258,7 @@ def _legacy_storage_offsets(
     """Byte offset of each storage's data; walks the 8-byte length headers, reads no data."""
     offsets: dict[str, int] = {}
     position = start
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for key in keys:
             key = str(key)
             f.seek(position)

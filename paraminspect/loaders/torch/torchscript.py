@@ -31,8 +31,8 @@ from ...graph import (
     Trainable,
 )
 from ...kinds import classify
-from ...sniff import Sniffed
-from ...zipguard import open_zip, read_entry
+from ...sniff import Sniffed, open_archive
+from ...zipguard import read_entry
 from ..dataflow import Op, contract, topological_order
 from ..pickle.limits import DEFAULT_LIMITS
 from ..pickle.scan import with_partial
@@ -59,7 +59,7 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     log = GlobalLog()
     limits = DEFAULT_LIMITS
     try:
-        with open_zip(path, limits.max_zip_entries) as archive:
+        with open_archive(path, sniffed) as archive:
             names = set(archive.namelist())
 
             def read(name: str) -> bytes:  # bounded: size and compression ratio
