@@ -54,15 +54,19 @@ _COREML_WEIGHT_BLOB = struct.pack("<I", 0xDEADBEEF)
 
 
 def identify(path: Path, head: bytes, size: int) -> tuple[str, str] | None:
-    """``(UNSUPPORTED | COMPANION, name)`` for a file whose bytes match no supported format."""
-    name = path.name.lower()
+    """``(UNSUPPORTED | COMPANION, name)`` for a file whose bytes match no supported format.
+
+    A remote file (a URL string) is judged by its name and first bytes only: the checks that
+    look at neighbouring files or further bytes apply to local files."""
+    local = isinstance(path, Path)
+    name = (path.name if local else str(path).rstrip("/").rsplit("/", 1)[-1]).lower()
     if head[4:8] == b"TFL3":
         return UNSUPPORTED, "TFLite"
     if head.startswith(b"GGUF"):
         return UNSUPPORTED, "GGUF"
     if head.startswith((b"ggjt", b"ggml", b"ggmf", b"tjgg", b"lmgg", b"fmgg")):
         return UNSUPPORTED, "GGML"
-    if head.startswith((b"ftrt", b"ptrt")) or _ultralytics_engine(path, head, size):
+    if head.startswith((b"ftrt", b"ptrt")) or (local and _ultralytics_engine(path, head, size)):
         return UNSUPPORTED, "TensorRT engine"
     if head.startswith(b"\x93NUMPY"):
         return UNSUPPORTED, "NumPy .npy array"
@@ -70,13 +74,13 @@ def identify(path: Path, head: bytes, size: int) -> tuple[str, str] | None:
         return UNSUPPORTED, "Core ML model"
     if name.endswith((".pdmodel", ".pdiparams")) or name == "__model__":
         return UNSUPPORTED, "PaddlePaddle"
-    if name.endswith(".bin") and _coreml_weights(path, size):
+    if local and name.endswith(".bin") and _coreml_weights(path, size):
         return COMPANION, "Core ML package weights"
     if name in COMPANION_NAMES:
         return COMPANION, COMPANION_NAMES[name]
-    if head.lstrip()[:1] == b"<" and _openvino_xml(path):
+    if local and head.lstrip()[:1] == b"<" and _openvino_xml(path):
         return UNSUPPORTED, "OpenVINO IR"
-    if name.endswith(".bin") and _openvino_xml(path.with_suffix(".xml")):
+    if local and name.endswith(".bin") and _openvino_xml(path.with_suffix(".xml")):
         return COMPANION, "OpenVINO IR weights"
     if name.endswith(_JOBLIB_SUFFIXES) and _compressed(head):
         return UNSUPPORTED, f"joblib ({_compressed(head)}-compressed)"
@@ -114,7 +118,7 @@ def identify_folder(path: Path) -> str | None:
 
 def _peek(path: Path, count: int = PEEK) -> bytes:
     try:
-        if not path.is_file():
+        if not isinstance(path, Path) or not path.is_file():  # a URL: no second read
             return b""
         with open(path, "rb") as handle:
             return handle.read(count)

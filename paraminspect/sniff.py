@@ -207,7 +207,7 @@ def _looks_like_saved_model(head: bytes) -> bool:
 def _ends_with_table_magic(path: Path, size: int) -> bool:
     # TensorFlow tensor-bundle index (LevelDB table): fixed64 magic in the last 8 bytes.
     try:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             handle.seek(max(size - 8, 0))
             return size >= 48 and handle.read(8) == (0xDB4775248B80FB57).to_bytes(8, "little")
     except OSError:

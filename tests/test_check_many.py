@@ -45,9 +45,11 @@ def test_dask_local_cluster_writes_jsonl_and_resumes(tmp_path: Path) -> None:
         records = {Path(r["path"]).relative_to(root).as_posix(): r for r in _records(out)}
         assert len(records) == 12
         hit = records["model1/cnn_ckpt_frozen_after_optim.pt"]
-        assert {(f["code"], f["location"]) for f in hit["findings"]} == {  # type: ignore[union-attr]
-            ("PI301", "backbone.conv"), ("PI301", "backbone.bn")
-        }
+        assert {
+            (f["code"], location)
+            for f in hit["findings"]  # type: ignore[union-attr]
+            for location in f["locations"]
+        } == {("PI301", "backbone.conv"), ("PI301", "backbone.bn"), ("PI201", "backbone.bn")}
         assert records["model2/truncated.pt"]["error"]
 
         # interrupted audit: the last record was cut mid-line; one file changed since

@@ -58,8 +58,8 @@ def test_remote_findings_equal_local_findings(tmp_path: Path) -> None:
     local = check(tmp_path / name).files[0]
     with serve(tmp_path) as server:
         remote = check(f"{server.url}/{name}").files[0]
-    expected = {("PI301", "backbone.conv"), ("PI301", "backbone.bn")}
-    assert {(f.code, f.location) for f in remote.findings} == expected
+    expected = {("PI301", "backbone.conv"), ("PI301", "backbone.bn"), ("PI201", "backbone.bn")}
+    assert {(f.code, loc) for f in remote.findings for loc in f.all_locations} == expected
     assert [f.message for f in remote.findings] == [f.message for f in local.findings]
 
 
@@ -110,8 +110,8 @@ def test_s3_folder_on_moto_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert sorted(by_name) == ["ckpt.pt", "clean.pt", "weights.safetensors"]
     assert by_name["weights.safetensors"].error is None
     assert by_name["weights.safetensors"].format == "safetensors"
-    assert {(f.code, f.location) for f in by_name["ckpt.pt"].findings} == {
-        ("PI301", "backbone.conv"), ("PI301", "backbone.bn")
+    assert {(f.code, loc) for f in by_name["ckpt.pt"].findings for loc in f.all_locations} == {
+        ("PI301", "backbone.conv"), ("PI301", "backbone.bn"), ("PI201", "backbone.bn")
     }
 
 
@@ -122,6 +122,6 @@ def test_cli_checks_a_url(tmp_path: Path) -> None:
     shutil.copy(TORCH_FIXTURES / name, tmp_path / name)
     with serve(tmp_path) as server:
         result = run_cli("check", "-f", "json", f"{server.url}/{name}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr  # PI301 is a warning; --fail-on error
+    assert result.returncode == 1, result.stderr  # PI301 is a warning: the default fails on it
     assert f'"{server.url}/{name}"' in result.stdout
     assert '"PI301"' in result.stdout and '"backbone.conv"' in result.stdout

@@ -10,8 +10,8 @@ from paraminspect.rules import all_rules
 SECTIONS = (
     "What it does",
     "Why it matters",
-    ("Example", "Bad"),  # the new heading, and the old one during the transition
-    ("Use instead", "Good"),
+    "Example",
+    "Use instead",
     "Fix",
     "Which formats can show it",
 )

@@ -216,6 +216,7 @@ def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
     if not isinstance(keys, list):
         raise LoadError("legacy torch file without its storage key list")
     offsets = _legacy_storage_offsets(path, keys, unpickler.storages, data_start, file_size)
+    reader: list[Any] = []  # one handle for every step counter, opened on the first
 
     def read_scalar(ref: TensorRef) -> float | None:
         if ref.storage is None or ref.dtype not in DTYPE_SIZES:
@@ -224,8 +225,13 @@ def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
         if start is None:
             return None
         size = DTYPE_SIZES[ref.dtype]
-        handle.seek(start + ref.offset * size)
-        return _decode_scalar(handle.read(size), ref.dtype)
+        try:
+            if not reader:
+                reader.append(open_binary(path))
+            reader[0].seek(start + ref.offset * size)
+            return _decode_scalar(reader[0].read(size), ref.dtype)
+        except OSError:
+            return None
 
     return obj, log, read_scalar
 
