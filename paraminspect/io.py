@@ -100,7 +100,30 @@ def remote_walk(url: str) -> list[tuple[str, bool]]:
     return out
 
 
-class BlockCache(io.RawIOBase):
+class _Seekable(io.RawIOBase):
+    """A read-only stream of known length: position bookkeeping shared by the readers below."""
+
+    _pos = 0
+
+    def _extent(self) -> int:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._extent()}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+
+class BlockCache(_Seekable):
     """A read-only, seekable view of an fsspec file: range requests sized by the access pattern.
 
     A read after a jump fetches a small block (a tag, a header, a zip record: 2 KB); reads that
@@ -124,19 +147,8 @@ class BlockCache(io.RawIOBase):
         self._last_fetch_end = -1
         self.requests = 0  #: range requests made (for tests and curiosity)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+    def _extent(self) -> int:
+        return self._size
 
     def _cached(self, start: int, end: int) -> bytes | None:
         for begin, data in reversed(self._ranges.items()):
@@ -184,26 +196,15 @@ class BlockCache(io.RawIOBase):
         super().close()
 
 
-class Window(io.RawIOBase):
+class Window(_Seekable):
     """A read-only, seekable view of ``length`` bytes at ``start`` of another seekable stream."""
 
     def __init__(self, handle: BinaryIO, start: int, length: int) -> None:
         super().__init__()
         self._handle, self._start, self._length, self._pos = handle, start, length, 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._length}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+    def _extent(self) -> int:
+        return self._length
 
     def read(self, n: int = -1) -> bytes:
         end = self._length if n is None or n < 0 else min(self._length, self._pos + n)
