@@ -8,15 +8,15 @@ because starting workers costs more than checking a handful of files.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .config import Settings
-from .findings import FileReport
+if TYPE_CHECKING:
+    from .config import Settings
+    from .findings import FileReport
 
 #: fewer files than this per worker are checked serially (a worker costs ~20-50 ms to start)
 MIN_FILES_PER_JOB = 8
@@ -49,6 +49,9 @@ def iter_check_files(
         for path in files:
             yield check_file(path, settings)
         return
+    # imported only for a pool: multiprocessing costs a sixth of a one-file run's start-up
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
         chunk = max(1, min(CHUNK, len(files) // (workers * 4)))
         yield from pool.map(_check_one, files, [settings] * len(files), chunksize=chunk)
@@ -60,9 +63,11 @@ def _check_one(path: str | Path, settings: Settings) -> FileReport:
     return check_file(path, settings)
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> Any:
     # fork starts a worker in milliseconds and inherits the imported modules; the check path is
     # single-threaded, so forking it is safe. Elsewhere the platform default.
+    import multiprocessing
+
     if sys.platform == "linux":
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context()
