@@ -124,6 +124,11 @@ SAFE_EXACT = frozenset(
         "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
         "numpy._core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
         "numpy._core.multiarray.scalar", "numpy.random.__RandomState_ctor",
+        # what DeepSpeed's checkpoint pickles name: its ZeRO stage enum and loss scalers (the
+        # rest of the deepspeed namespace, launchers included, stays unknown)
+        "deepspeed.runtime.zero.config.ZeroStageEnum",
+        "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+        "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
         # how joblib stores arrays inside its pickles (the arrays follow as raw bytes)
         "joblib.numpy_pickle.NumpyArrayWrapper", "joblib.numpy_pickle.NDArrayWrapper",
     }
