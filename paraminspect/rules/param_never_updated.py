@@ -38,12 +38,12 @@ class ParamNeverUpdated(Rule):
                 yield Issue(
                     location=layer,
                     message=(
-                        f"{plural(len(names), 'parameter')} of {layer or 'the model'} "
-                        f"({listing(names)}) {'is' if len(names) == 1 else 'are'} in a param group "
-                        f"of {label} but never received a gradient: no optimizer state at all "
-                        f"while the others stepped{others}. They were frozen before the first "
-                        f"step or sit on a branch the loss never reaches, and never moved "
-                        f"(optimizer alignment: {opt.alignment})"
+                        f"{plural(len(names), 'parameter')} ({listing(names)}) "
+                        f"{'is' if len(names) == 1 else 'are'} in a param group of {label} but "
+                        f"never received a gradient: no optimizer state at all while the others "
+                        f"stepped{others}. They were frozen before the first step or sit on a "
+                        f"branch the loss never reaches, and never moved"
                     ),
+                    evidence=f"optimizer alignment: {opt.alignment}",
                     paths=tuple(f"{layer}.{n}" if layer else n for n in names),
                 )

@@ -47,8 +47,9 @@ class TiedParamConflict(Rule):
                     message=(
                         f"{name} is one tensor shared with {listing(others)} (tied); it is "
                         f"{state}, so {consequence}: one stored tensor cannot be frozen for one "
-                        f"module and trained for another ({provenance([tensor])})"
+                        f"module and trained for another"
                     ),
+                    evidence=provenance([tensor]),
                     paths=(name, *others),
                 )
 
