@@ -39,7 +39,7 @@ from ...sniff import Sniffed
 from ..keras import optimizer as keras_optim
 from .bundle import OBJECT_GRAPH_KEY, Bundle, read_index, read_scalar_string
 from .proto import LEN, ProtoError, fields, text
-from .saved_model_pb import object_reference
+from .saved_model_pb import object_reference, slot_reference
 
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 #: statistics and counters Keras layers create as non-trainable variables
@@ -150,13 +150,7 @@ def parse_object_graph(raw: bytes) -> list[TrackableNode]:
                 if attr[0] == "VARIABLE_VALUE":
                     node.variable = (attr[1], attr[2])
             elif gn == 3:
-                slot = [0, "", 0]
-                for hn, hw, hv, hs, he in fields(raw, gs, ge):
-                    if hn in (1, 3) and hw != LEN:
-                        slot[hn - 1] = hv
-                    elif hn == 2 and hw == LEN:
-                        slot[1] = text(raw, hs, he)
-                node.slot_variables.append((int(slot[0]), str(slot[1]), int(slot[2])))
+                node.slot_variables.append(slot_reference(raw, gs, ge))
         nodes.append(node)
         if len(nodes) > MAX_NODES:
             raise ProtoError(f"more than {MAX_NODES} objects")

@@ -210,13 +210,7 @@ def _saved_object(buf: bytes | memoryview, start: int, end: int) -> SavedObject:
         if fn == 1:
             obj.children.append(object_reference(buf, fs, fe))
         elif fn == 3:
-            ref = [0, "", 0]
-            for gn, gw, gv, gs, ge in fields(buf, fs, fe):
-                if gn in (1, 3) and gw != LEN:
-                    ref[gn - 1] = gv
-                elif gn == 2 and gw == LEN:
-                    ref[1] = text(buf, gs, ge)
-            obj.slot_variables.append((int(ref[0]), str(ref[1]), int(ref[2])))
+            obj.slot_variables.append(slot_reference(buf, fs, fe))
         elif fn in _OBJECT_KINDS:
             obj.kind = _OBJECT_KINDS[fn]
             if fn == 4:
@@ -226,6 +220,20 @@ def _saved_object(buf: bytes | memoryview, start: int, end: int) -> SavedObject:
             elif fn == 7:
                 obj.variable = _variable(buf, fs, fe)
     return obj
+
+
+def slot_reference(buf: bytes | memoryview, start: int, end: int) -> tuple[int, str, int]:
+    """``SlotVariableReference{original_variable_node_id=1, slot_name=2,
+    slot_variable_node_id=3}``: which variable an optimizer slot belongs to."""
+    original, name, slot = 0, "", 0
+    for gn, gw, gv, gs, ge in fields(buf, start, end):
+        if gn == 1 and gw != LEN:
+            original = gv
+        elif gn == 2 and gw == LEN:
+            name = text(buf, gs, ge)
+        elif gn == 3 and gw != LEN:
+            slot = gv
+    return int(original), name, int(slot)
 
 
 def object_reference(buf: bytes | memoryview, start: int, end: int) -> tuple[int, str]:
