@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .findings import FileReport, Report, fingerprint
+from .record import replace
 
 BASELINE_VERSION = 1
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import IO
+
     from .config import Settings
     from .findings import Report
 
@@ -35,12 +36,19 @@ class UsageError(Exception):
     """A mistake in how paraminspect was called or configured: one line, exit 2."""
 
 
-@dataclass(frozen=True)
 class Command:
-    name: str
-    help: str
-    arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    """A subcommand: its name, its help line, what adds its arguments and what runs it."""
+
+    __slots__ = ("name", "help", "arguments", "run")
+
+    def __init__(
+        self, name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None],
+        run: Callable[[argparse.Namespace], int],
+    ) -> None:
+        self.name = name
+        self.help = help
+        self.arguments = arguments
+        self.run = run
 
 
 #: subcommand name -> Command, in the order ``paraminspect -h`` lists them
@@ -77,9 +85,8 @@ def _color_option(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     """Config file first, flags on top; every selector checked against the rule registry."""
-    from dataclasses import replace
-
     from .config import ConfigError, load_settings, parse_fail_on, split_codes, validate_selectors
+    from .record import replace
 
     try:
         settings = load_settings(getattr(args, "config", None))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import fnmatch
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .findings import Severity
+from .record import FrozenRecord, assign, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 
 def _toml():  # type: ignore[no-untyped-def]
@@ -30,8 +33,7 @@ FAIL_ON_CHOICES = ("error", "warning", "info", "never")
 DEFAULT_FAIL_ON = "warning"
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(FrozenRecord):
     """One ``[[tool.paraminspect.policy]]`` table: what a team meant to freeze (rule PI401).
 
     Patterns are globs on dotted paths; a pattern covers a parameter or layer when it matches the
@@ -39,16 +41,34 @@ class Policy:
     ``backbone.conv.weight``; ``backbone`` covers everything below it).
     """
 
-    files: tuple[str, ...] = ("*",)  #: file globs (relative to the config's folder), like per-file-ignores
-    frozen: tuple[str, ...] = ()
-    trainable: tuple[str, ...] = ()
-    eval: tuple[str, ...] = ()  #: layers that must be in eval mode
-    min_trainable_params: int | None = None  #: trainable elements, summed over the model
-    severity: Severity = Severity.ERROR  #: of a disagreement
+    __slots__ = ("files", "frozen", "trainable", "eval", "min_trainable_params", "severity",
+                 "unverifiable", "index", "source")
+    files: tuple[str, ...]  #: file globs (relative to the config's folder), like per-file-ignores
+    frozen: tuple[str, ...]
+    trainable: tuple[str, ...]
+    eval: tuple[str, ...]  #: layers that must be in eval mode
+    min_trainable_params: int | None  #: trainable elements, summed over the model
+    severity: Severity  #: of a disagreement
     #: of "the file cannot tell" (trainability or mode unknown); never off: unknown must not pass
-    unverifiable: Severity = Severity.ERROR
-    index: int = 1  #: position in the config, for messages
-    source: str = "config"
+    unverifiable: Severity
+    index: int  #: position in the config, for messages
+    source: str
+
+    def __init__(
+        self, files: tuple[str, ...] = ("*",), frozen: tuple[str, ...] = (),
+        trainable: tuple[str, ...] = (), eval: tuple[str, ...] = (),  # noqa: A002
+        min_trainable_params: int | None = None, severity: Severity = Severity.ERROR,
+        unverifiable: Severity = Severity.ERROR, index: int = 1, source: str = "config",
+    ) -> None:
+        assign(self, "files", files)
+        assign(self, "frozen", frozen)
+        assign(self, "trainable", trainable)
+        assign(self, "eval", eval)
+        assign(self, "min_trainable_params", min_trainable_params)
+        assign(self, "severity", severity)
+        assign(self, "unverifiable", unverifiable)
+        assign(self, "index", index)
+        assign(self, "source", source)
 
     @property
     def label(self) -> str:
@@ -58,21 +78,38 @@ class Policy:
         return any(_path_matches(path, pattern, root) for pattern in self.files)
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(FrozenRecord):
     """What to check and when to fail. Empty ``select`` means every rule."""
 
-    select: tuple[str, ...] = ()
-    ignore: tuple[str, ...] = ()
-    fail_on: Severity | None = Severity.WARNING
+    __slots__ = ("select", "ignore", "fail_on", "per_file_ignores", "policies", "root",
+                 "non_models", "timeout")
+    select: tuple[str, ...]
+    ignore: tuple[str, ...]
+    fail_on: Severity | None
     #: (glob, codes): codes ignored for files matching glob (relative to ``root``)
-    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    policies: tuple[Policy, ...] = ()
-    root: Path = field(default_factory=Path.cwd)
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...]
+    policies: tuple[Policy, ...]
+    root: Path  #: the current folder by default
     #: a named file that is no model at all: "error" (PI001) or "notice" (skipped, pre-commit)
-    non_models: str = "error"
+    non_models: str
     #: seconds one file may take before it is reported "timed out" (None or 0: no limit)
-    timeout: float | None = 60.0
+    timeout: float | None
+
+    def __init__(
+        self, select: tuple[str, ...] = (), ignore: tuple[str, ...] = (),
+        fail_on: Severity | None = Severity.WARNING,
+        per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = (),
+        policies: tuple[Policy, ...] = (), root: Path | None = None, non_models: str = "error",
+        timeout: float | None = 60.0,
+    ) -> None:
+        assign(self, "select", select)
+        assign(self, "ignore", ignore)
+        assign(self, "fail_on", fail_on)
+        assign(self, "per_file_ignores", per_file_ignores)
+        assign(self, "policies", policies)
+        assign(self, "root", Path.cwd() if root is None else root)
+        assign(self, "non_models", non_models)
+        assign(self, "timeout", timeout)
 
     def rule_enabled(self, code: str, name: str, path: str | None = None) -> bool:
         if self.select and not _matches_any(code, name, self.select):
@@ -219,6 +256,8 @@ def validate_selectors(
     selectors: Iterable[str], where: str, text: str | None = None, source: str = ""
 ) -> None:
     """Raise ConfigError naming the first selector that matches no registered rule."""
+    if not selectors:
+        return
     choices = rule_choices()
     for selector in selectors:
         if unknown_selector(selector, choices):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
+
+from .record import FrozenRecord, Record, asdict, assign, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class Severity(str, Enum):
@@ -17,8 +21,7 @@ class Severity(str, Enum):
         return {"error": 3, "warning": 2, "info": 1}[self.value]
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(FrozenRecord):
     """One mistake. ``location`` is where it is (the first place when it repeats),
     ``locations`` every place the same rule fired for the same reason (empty for one place),
     ``paths`` every tensor or layer it concerns, ``evidence`` how the file shows it (provenance).
@@ -27,15 +30,32 @@ class Finding:
     the location, so one finding can stand for many layers.
     """
 
+    __slots__ = ("code", "name", "severity", "location", "message", "fix", "paths", "evidence",
+                 "locations")
     code: str
     name: str
     severity: Severity
     location: str
     message: str
-    fix: str = ""
-    paths: tuple[str, ...] = ()
-    evidence: str = ""
-    locations: tuple[str, ...] = ()
+    fix: str
+    paths: tuple[str, ...]
+    evidence: str
+    locations: tuple[str, ...]
+
+    def __init__(
+        self, code: str, name: str, severity: Severity, location: str, message: str,
+        fix: str = "", paths: tuple[str, ...] = (), evidence: str = "",
+        locations: tuple[str, ...] = (),
+    ) -> None:
+        assign(self, "code", code)
+        assign(self, "name", name)
+        assign(self, "severity", severity)
+        assign(self, "location", location)
+        assign(self, "message", message)
+        assign(self, "fix", fix)
+        assign(self, "paths", paths)
+        assign(self, "evidence", evidence)
+        assign(self, "locations", locations)
 
     @property
     def all_locations(self) -> tuple[str, ...]:
@@ -97,27 +117,52 @@ def fingerprint(path: str, code: str, location: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(FrozenRecord):
     """Element counts. Trainable/frozen counts are None where trainability is unknown."""
 
-    layers: int = 0
-    params: int = 0
-    trainable_params: int | None = None
-    frozen_params: int | None = None
-    buffers: int = 0
-    trainability: str = "unknown"
+    __slots__ = ("layers", "params", "trainable_params", "frozen_params", "buffers",
+                 "trainability")
+    layers: int
+    params: int
+    trainable_params: int | None
+    frozen_params: int | None
+    buffers: int
+    trainability: str
+
+    def __init__(
+        self, layers: int = 0, params: int = 0, trainable_params: int | None = None,
+        frozen_params: int | None = None, buffers: int = 0, trainability: str = "unknown",
+    ) -> None:
+        assign(self, "layers", layers)
+        assign(self, "params", params)
+        assign(self, "trainable_params", trainable_params)
+        assign(self, "frozen_params", frozen_params)
+        assign(self, "buffers", buffers)
+        assign(self, "trainability", trainability)
 
 
-@dataclass
-class FileReport:
+class FileReport(Record):
+    __slots__ = ("path", "format", "content", "error", "summary", "findings", "skipped")
     path: str
-    format: str | None = None
-    content: str | None = None
-    error: str | None = None
-    summary: Summary = field(default_factory=Summary)
-    findings: list[Finding] = field(default_factory=list)
-    skipped: str | None = None  #: why a file was deliberately not checked (not an error)
+    format: str | None
+    content: str | None
+    error: str | None
+    summary: Summary
+    findings: list[Finding]
+    skipped: str | None  #: why a file was deliberately not checked (not an error)
+
+    def __init__(
+        self, path: str, format: str | None = None, content: str | None = None,  # noqa: A002
+        error: str | None = None, summary: Summary | None = None,
+        findings: list[Finding] | None = None, skipped: str | None = None,
+    ) -> None:
+        self.path = path
+        self.format = format
+        self.content = content
+        self.error = error
+        self.summary = Summary() if summary is None else summary
+        self.findings = [] if findings is None else findings
+        self.skipped = skipped
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -131,9 +176,12 @@ class FileReport:
         }
 
 
-@dataclass
-class Report:
-    files: list[FileReport] = field(default_factory=list)
+class Report(Record):
+    __slots__ = ("files",)
+    files: list[FileReport]
+
+    def __init__(self, files: list[FileReport] | None = None) -> None:
+        self.files = [] if files is None else files
 
     @property
     def findings(self) -> list[Finding]:

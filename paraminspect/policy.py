@@ -7,13 +7,18 @@ the covered layers. Three outcomes per path, never two: agrees, disagrees, or ca
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import Enum
 from fnmatch import fnmatchcase
 
-from .config import Policy
-from .graph import Mode, ModelGraph, Trainable
+from .graph import Mode, Trainable
+from .record import FrozenRecord, assign
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .config import Policy
+    from .graph import ModelGraph
 
 
 class Kind(str, Enum):
@@ -28,15 +33,25 @@ class Kind(str, Enum):
     NO_MATCH = "no-match"  #: a pattern matches nothing in the file: cannot be verified either
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(FrozenRecord):
     """One disagreement (or one thing that could not be verified) with the paths it concerns."""
 
+    __slots__ = ("kind", "paths", "groups", "detail", "location")
     kind: Kind
     paths: tuple[str, ...]  #: display names of the parameters or layers concerned
     groups: tuple[str, ...]  #: the same paths folded into layers/subtrees, for messages
-    detail: str = ""  #: e.g. the patterns that matched nothing, or the counts
-    location: str = ""  #: the deepest layer enclosing every path (``""`` = the model)
+    detail: str  #: e.g. the patterns that matched nothing, or the counts
+    location: str  #: the deepest layer enclosing every path (``""`` = the model)
+
+    def __init__(
+        self, kind: Kind, paths: tuple[str, ...], groups: tuple[str, ...], detail: str = "",
+        location: str = "",
+    ) -> None:
+        assign(self, "kind", kind)
+        assign(self, "paths", paths)
+        assign(self, "groups", groups)
+        assign(self, "detail", detail)
+        assign(self, "location", location)
 
 
 def match_depth(pattern: str, path: str) -> int | None:

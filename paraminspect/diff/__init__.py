@@ -12,7 +12,6 @@ exit code works unchanged, plus a per-module summary in :attr:`DiffReport.module
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
@@ -27,16 +26,29 @@ from .tensors import TensorData, open_tensors
 __all__ = ["DiffReport", "diff_paths", "diff_graphs"]
 
 
-@dataclass
 class DiffReport(Report):
     """A :class:`Report` plus what only a diff knows."""
 
-    before: str = ""
-    after: str = ""
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    counts_by_status: dict[str, int] = field(default_factory=dict)
-    modules: list[ModuleRow] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("before", "after", "tolerance", "counts_by_status", "modules", "notes")
+    before: str
+    after: str
+    tolerance: Tolerance
+    counts_by_status: dict[str, int]
+    modules: list[ModuleRow]
+    notes: list[str]
+
+    def __init__(
+        self, files: list[FileReport] | None = None, before: str = "", after: str = "",
+        tolerance: Tolerance | None = None, counts_by_status: dict[str, int] | None = None,
+        modules: list[ModuleRow] | None = None, notes: list[str] | None = None,
+    ) -> None:
+        super().__init__(files)
+        self.before = before
+        self.after = after
+        self.tolerance = Tolerance() if tolerance is None else tolerance
+        self.counts_by_status = {} if counts_by_status is None else counts_by_status
+        self.modules = [] if modules is None else modules
+        self.notes = [] if notes is None else notes
 
     def to_dict(self) -> dict[str, object]:
         data = super().to_dict()

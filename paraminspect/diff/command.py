@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from ..config import ConfigError, load_settings, parse_fail_on, split_codes
+from ..record import replace
 
 
 def run(

@@ -5,11 +5,19 @@ formats or rules beyond what a Finding carries (plus the optional rule catalog i
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol, TextIO
 
-from ..findings import Report, Severity
+from ..findings import Severity
+from ..record import FrozenRecord, assign
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TextIO
+
+    from ..findings import Report
+
+    #: a reporter: writes ``report`` to ``stream``
+    Renderer = Callable[[Report, TextIO, "Options"], None]
 
 #: --format name -> "module:function" in this package
 REPORTERS: dict[str, str] = {
@@ -25,38 +33,63 @@ REPORTERS: dict[str, str] = {
 REPOSITORY_URL = "https://github.com/paraminspect/paraminspect"
 
 
-@dataclass(frozen=True)
-class RuleInfo:
+class RuleInfo(FrozenRecord):
     """What reports may say about a rule: from the registry and the rule's document."""
 
+    __slots__ = ("code", "name", "severity", "summary", "description", "fix", "help_uri", "doc")
     code: str
     name: str
     severity: Severity
-    summary: str = ""  #: first paragraph of "What it does"
-    description: str = ""  #: "What it does" + "Why it matters"
-    fix: str = ""  #: the "Fix" section
-    help_uri: str = ""
-    doc: str = ""  #: the whole document (markdown)
+    summary: str  #: first paragraph of "What it does"
+    description: str  #: "What it does" + "Why it matters"
+    fix: str  #: the "Fix" section
+    help_uri: str
+    doc: str  #: the whole document (markdown)
+
+    def __init__(
+        self, code: str, name: str, severity: Severity, summary: str = "",
+        description: str = "", fix: str = "", help_uri: str = "", doc: str = "",
+    ) -> None:
+        assign(self, "code", code)
+        assign(self, "name", name)
+        assign(self, "severity", severity)
+        assign(self, "summary", summary)
+        assign(self, "description", description)
+        assign(self, "fix", fix)
+        assign(self, "help_uri", help_uri)
+        assign(self, "doc", doc)
 
 
-@dataclass(frozen=True)
-class Options:
-    color: bool = True
-    quiet: bool = False
-    width: int | None = None
+class Options(FrozenRecord):
+    """How a report is shown."""
+
+    __slots__ = ("color", "quiet", "width", "fail_on", "rules", "show_evidence",
+                 "freeze_map_link")
+    color: bool
+    quiet: bool
+    width: int | None
     #: lowest severity that fails the run (JUnit failures, annotation wording); None = never
-    fail_on: Severity | None = Severity.ERROR
+    fail_on: Severity | None
     #: the rules that ran, for reports that list rules (SARIF descriptors, JUnit test cases)
-    rules: tuple[RuleInfo, ...] = ()
+    rules: tuple[RuleInfo, ...]
     #: show each finding's evidence (how the file shows it) in human-facing reports
-    show_evidence: bool = False
+    show_evidence: bool
     #: where each file's HTML freeze map is published (``maps/{stem}.html``): the markdown
     #: report links to it; ``{path}``, ``{name}`` and ``{stem}`` are filled in per file
-    freeze_map_link: str = ""
+    freeze_map_link: str
 
-
-class Renderer(Protocol):
-    def __call__(self, report: Report, stream: TextIO, options: Options) -> None: ...
+    def __init__(
+        self, color: bool = True, quiet: bool = False, width: int | None = None,
+        fail_on: Severity | None = Severity.ERROR, rules: tuple[RuleInfo, ...] = (),
+        show_evidence: bool = False, freeze_map_link: str = "",
+    ) -> None:
+        assign(self, "color", color)
+        assign(self, "quiet", quiet)
+        assign(self, "width", width)
+        assign(self, "fail_on", fail_on)
+        assign(self, "rules", rules)
+        assign(self, "show_evidence", show_evidence)
+        assign(self, "freeze_map_link", freeze_map_link)
 
 
 def get_reporter(name: str) -> Renderer:

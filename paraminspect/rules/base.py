@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import ClassVar
-
 from ..config import Settings
 from ..findings import Finding, Severity
-from ..graph import ModelGraph
+from ..record import FrozenRecord, assign
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import ClassVar
+
+    from ..graph import ModelGraph
 
 
-@dataclass(frozen=True)
-class Issue:
+class Issue(FrozenRecord):
     """What a rule yields; the engine stamps code, name and severity on it.
 
     House style: ``location`` is where; ``message`` is one sentence of what is wrong and one of
@@ -21,12 +23,24 @@ class Issue:
     what), shown with ``--show-evidence`` and in JSON.
     """
 
+    __slots__ = ("location", "message", "fix", "paths", "severity", "evidence")
     location: str
     message: str
-    fix: str = ""
-    paths: tuple[str, ...] = ()
-    severity: Severity | None = None  #: overrides the rule's default severity
-    evidence: str = ""
+    fix: str
+    paths: tuple[str, ...]
+    severity: Severity | None  #: overrides the rule's default severity
+    evidence: str
+
+    def __init__(
+        self, location: str, message: str, fix: str = "", paths: tuple[str, ...] = (),
+        severity: Severity | None = None, evidence: str = "",
+    ) -> None:
+        assign(self, "location", location)
+        assign(self, "message", message)
+        assign(self, "fix", fix)
+        assign(self, "paths", paths)
+        assign(self, "severity", severity)
+        assign(self, "evidence", evidence)
 
 
 class Rule:
