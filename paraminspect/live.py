@@ -13,8 +13,6 @@ with the parameters by identity.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .graph import (
     Fact,
     Mode,
@@ -28,6 +26,10 @@ from .graph import (
     Trainable,
 )
 from .kinds import classify
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _ATTRS = ("track_running_stats", "momentum", "affine", "eps", "num_features", "p")
 

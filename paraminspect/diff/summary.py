@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, TextIO
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from .model import Diff
 
 STATUSES = ("changed", "unchanged", "missing", "reshaped", "unread")

@@ -17,12 +17,15 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import LoadError
 from ..graph import ModelGraph
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: dtype name (as the loaders spell it) -> numpy dtype of the raw element. Types numpy lacks are
 #: read as same-width unsigned integers: exact comparison is on bits, tolerances decode them.

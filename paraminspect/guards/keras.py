@@ -14,7 +14,6 @@ updated (PI603). Findings come after step 1, before step 2.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import keras
 import numpy as np
@@ -24,6 +23,10 @@ from ..graph import Fact, LayerKind, ModelGraph, Source, Tensor, TensorRole, Tra
 from ..loaders.keras.model import BUFFER_NAMES
 from .core import Reporter, live_findings
 from .live import LiveState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _STATS = ("moving_mean", "moving_variance")
 

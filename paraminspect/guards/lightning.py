@@ -10,10 +10,12 @@ Checks at ``on_train_start``, at every epoch start (where ``BaseFinetuning`` unf
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..config import Settings
 from .torch import TorchGuard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     from lightning.pytorch.callbacks import Callback

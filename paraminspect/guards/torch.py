@@ -17,12 +17,14 @@ step. The Lightning and transformers callbacks drive the same object from their 
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..config import Settings
 from ..graph import LayerKind, ModelGraph, Trainable
 from .core import Reporter, live_findings, static_findings
 from .live import LiveState
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _STATS = ("running_mean", "running_var")
 #: steps after the start (or an unfreeze) whose gradients and optimizer state are checked

@@ -9,12 +9,14 @@ in place, after clipping, before the step): see :mod:`paraminspect.guards.torch`
 
 from __future__ import annotations
 
-from typing import Any
-
 from transformers import TrainerCallback
 
 from ..config import Settings
 from .torch import TorchGuard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _unwrap(optimizer: Any) -> Any:

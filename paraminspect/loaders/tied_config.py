@@ -9,9 +9,12 @@ weights hold an input embedding but no output projection, the projection is an a
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from ..graph import ModelGraph, TensorRole
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: output projection -> the architectures (class-name endings) that have it
 OUTPUTS = {

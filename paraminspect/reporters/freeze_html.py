@@ -9,11 +9,14 @@ No script, no font, no image, no link: the page renders the same offline, as a C
 from __future__ import annotations
 
 from html import escape
-from typing import TextIO
 
 from ..findings import Finding
 from ..graph import LayerKind, Mode, ModelGraph, Trainable
 from .freeze_tree import FreezeTree, class_label, legend
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 #: fill colours; tests look for them in a screenshot, so keep them flat and distinct
 COLORS = {

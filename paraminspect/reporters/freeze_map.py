@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping
-from typing import TextIO
 
 from ..graph import ModelGraph, Trainable
 from . import Options
 from .freeze_tree import FreezeTree, Item, class_label, legend
 from .style import Paint, dumb_terminal, printable, terminal_width, use_color
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 STATE_STYLE = {
     "trainable": "green",

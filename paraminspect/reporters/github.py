@@ -7,11 +7,13 @@ because GitHub shows at most 10 error and 10 warning annotations per step.
 
 from __future__ import annotations
 
-from typing import TextIO
-
 from ..findings import FileReport, Finding, Report, Severity
 from . import Options, repo_path
 from .style import printable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 

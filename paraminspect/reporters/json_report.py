@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TextIO
 
 from ..findings import Report
 from . import Options
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def render(report: Report, stream: TextIO, options: Options) -> None:

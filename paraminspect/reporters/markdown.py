@@ -4,12 +4,15 @@ findings grouped by file and rule, long lists folded into ``<details>``."""
 from __future__ import annotations
 
 import re
-from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
 from . import Options, repo_path
 from .grouping import GROUP_THRESHOLD, brief_locations
 from .style import printable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 #: characters that start markdown or HTML constructs mid-line (``(`` only matters after ``]``)
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")

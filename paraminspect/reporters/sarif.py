@@ -10,11 +10,14 @@ carry paraminspect's own stable fingerprint, so GitHub never tries to hash a bin
 from __future__ import annotations
 
 import json
-from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
 from . import REPOSITORY_URL, Options, RuleInfo, repo_path
 from .style import printable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 FINGERPRINT_KEY = "paraminspect/v1"

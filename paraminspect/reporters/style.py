@@ -5,7 +5,10 @@ starts fast."""
 from __future__ import annotations
 
 import os
-from typing import TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 #: style name -> SGR parameters
 _SGR = {

@@ -10,12 +10,15 @@ Plain Python only: the check path must start fast.
 from __future__ import annotations
 
 import re
-from typing import TextIO
 
 from ..findings import FileReport, Finding, Report, Severity
 from . import Options
 from .grouping import brief_locations
 from .style import Paint, printable, shorten_left, terminal_width, use_color
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 STYLES = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 INDENT = "    "

@@ -4,12 +4,12 @@ during the run: the layer is in training mode although its block is frozen."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..findings import Severity
 from ._text import listing
 from .base import Issue, Rule
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..guards.live import LiveState
 

@@ -4,13 +4,13 @@ blocks."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..findings import Severity
 from ._text import listing
 from .base import Issue, Rule
 from .frozen_param_changed import size_of_change
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..diff.model import Diff
 

@@ -4,13 +4,13 @@ optimizer state after the first step, or whose values moved."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..findings import Severity
 from ..graph import Trainable
 from ._text import group_by_layer, listing, plural
 from .base import Issue, Rule
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..guards.live import LiveState
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..findings import Severity
 from ..graph import ModelGraph, Trainable
 from ._text import listing, plural
 from .base import Issue, Rule
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..diff.model import Diff
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..findings import Severity
 from ..graph import Trainable
 from ._text import listing, plural
 from .base import Issue, Rule
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..diff.model import Diff
 

@@ -6,10 +6,13 @@ revisit groups without end, and one attribute can hold millions of names.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from ...errors import LoadError
 from ..pickle.limits import DEFAULT_LIMITS, Limits
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def guard(handle: Any, h5py: Any, limits: Limits = DEFAULT_LIMITS) -> None:

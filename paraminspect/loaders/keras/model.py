@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError, NotAModel
 from ...graph import (
@@ -39,6 +38,10 @@ from ...zipguard import read_entry
 from ..pickle.limits import DEFAULT_LIMITS
 from . import optimizer as keras_optim
 from .hdf5_guard import guard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 Shape = tuple[int, ...]
 

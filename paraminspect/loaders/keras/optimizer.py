@@ -13,10 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ...graph import Fact, ModelGraph, Optimizer, OptimizerGroup, ParamOptState, Source, Tensor
 from ..optimizer_alignment import unique_shape_embedding
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 Shape = tuple[int, ...]
 

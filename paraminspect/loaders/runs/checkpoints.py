@@ -17,13 +17,15 @@ names the optimizer's slots before the generic alignment runs:
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...graph import Fact, Mode, ModelGraph, Source, TensorRole, Trainable
 from ..pickle.unpickler import Stub
 from ..torch import optimizer as torch_optim
 from ..torch.optimizer import RawOptimizer, ScalarReader
 from . import fuse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FINETUNING_KEY = "internal_optimizer_metadata"
 

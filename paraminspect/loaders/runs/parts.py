@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import ModelGraph
@@ -24,6 +23,10 @@ from ..torch.optimizer import (
     parse,
 )
 from ..torch.pickled import read_pickle
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: a JSON companion is never worth more than this
 MAX_JSON_BYTES = 64 * 1024 * 1024

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ...graph import LayerKind, ModelGraph, Trainable
 from . import weights
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the readers load only when a run folder is met
     from ..torch.optimizer import RawOptimizer
     from .fuse import Bucket

@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import Fact, LayerKind, ModelGraph, OrderSource, Source, Tensor, Trainable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 INDEX_PREFERENCE = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")

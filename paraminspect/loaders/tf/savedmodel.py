@@ -22,7 +22,6 @@ import mmap
 import stat
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import (
@@ -52,6 +51,10 @@ from .saved_model_pb import (
     parse_saved_model,
 )
 from .train_mode import TrainOp, fallback_scope, find_train_ops, match_scope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
 LAYER_IDENTIFIERS = ("_tf_keras_network", "_tf_keras_model", "_tf_keras_sequential",
