@@ -19,38 +19,61 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from ...graph import Fact, ModelGraph, Optimizer, ParamOptState, Source, Trainable
+from ...record import Record
 from ..optimizer_alignment import unique_shape_embedding
 from ..torch import optimizer as torch_optim
 from ..torch.optimizer import RawOptimizer, ScalarReader, _slot_shape, _step
 
 
-@dataclass
-class Bucket:
+class Bucket(Record):
     """Optimizer groups (by index) whose parameters were drawn from ``candidates``."""
 
+    __slots__ = ("groups", "candidates")
     groups: list[int]
     candidates: list[str]
 
+    def __init__(self, groups: list[int], candidates: list[str]) -> None:
+        self.groups = groups
+        self.candidates = candidates
 
-@dataclass
-class Match:
+
+class Match(Record):
     """A bucket's result: slot position -> parameter name, plus names left ambiguous."""
 
-    names: dict[int, str] = field(default_factory=dict)
-    ambiguous: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    failed: str | None = None
+    __slots__ = ("names", "ambiguous", "reasons", "failed")
+    names: dict[int, str]
+    ambiguous: list[str]
+    reasons: list[str]
+    failed: str | None
+
+    def __init__(
+        self, names: dict[int, str] | None = None, ambiguous: list[str] | None = None,
+        reasons: list[str] | None = None, failed: str | None = None,
+    ) -> None:
+        self.names = {} if names is None else names
+        self.ambiguous = [] if ambiguous is None else ambiguous
+        self.reasons = [] if reasons is None else reasons
+        self.failed = failed
 
 
-@dataclass
-class Slot:
+class Slot(Record):
+    """One parameter slot of a saved optimizer: its position and what its state shows."""
+
+    __slots__ = ("position", "shape", "has_state", "step")
     position: int
     shape: tuple[int, ...] | None
     has_state: bool
     step: float | None
+
+    def __init__(
+        self, position: int, shape: tuple[int, ...] | None, has_state: bool, step: float | None,
+    ) -> None:
+        self.position = position
+        self.shape = shape
+        self.has_state = has_state
+        self.step = step
 
 
 def read_slots(raw: RawOptimizer, read_scalar: ScalarReader) -> list[Slot]:
