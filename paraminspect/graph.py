@@ -347,15 +347,20 @@ class ModelGraph(Record):
     # -- building ---------------------------------------------------------------------------
     def ensure_layer(self, path: str) -> Layer:
         """Return the layer at ``path``, creating it and its ancestors in registration order."""
-        layer = self.layers.get(path)
+        layers = self.layers
+        layer = layers.get(path)
         if layer is not None:
             return layer
-        if path:
-            parent_path = path.rsplit(".", 1)[0] if "." in path else ""
-            parent = self.ensure_layer(parent_path)
-            parent.children.append(path)
-        layer = Layer(path=path)
-        self.layers[path] = layer
+        missing = []  # path and its missing ancestors, deepest first
+        while path not in layers:
+            missing.append(path)
+            if not path:
+                break
+            path = path.rpartition(".")[0]
+        for path in reversed(missing):
+            layer = layers[path] = Layer(path)
+            if path:
+                layers[path.rpartition(".")[0]].children.append(path)
         return layer
 
     def add_tensor(self, tensor: Tensor) -> Tensor:

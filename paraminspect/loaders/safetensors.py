@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import struct
+from itertools import chain, repeat
+from math import prod
+from operator import itemgetter, mul, sub
 from pathlib import Path
 
 from ..errors import LoadError
@@ -56,20 +59,24 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     if metadata:
         graph.metadata["safetensors_metadata"] = dict(metadata)
     graph.ensure_layer("")
-    # The hot loop at 100,000 tensors: one shared (frozen) Fact, layers looked up before created.
+    # The hot loop at 100,000 tensors: one shared (frozen) Fact, each layer created once.
     unknown = Fact(Source.UNKNOWN, "safetensors stores no trainability")
-    layers, tensors = graph.layers, graph.tensors
+    tensors = graph.tensors
     parameter, buffer = TensorRole.PARAMETER, TensorRole.BUFFER
+    owned: dict[str, list[str]] = {}
     for name in sorted(entries):
         dtype, shape = entries[name]
         layer, _, local = name.rpartition(".")
         is_buffer = local in BUFFER_NAMES or dtype not in FLOAT_DTYPES
         tensors[name] = Tensor(name, layer, buffer if is_buffer else parameter, shape,
                                DTYPES[dtype][0], Trainable.UNKNOWN, unknown)
-        owner = layers.get(layer)
-        if owner is None:
-            owner = graph.ensure_layer(layer)
-        owner.tensors.append(name)
+        names = owned.get(layer)
+        if names is None:
+            owned[layer] = [name]
+        else:
+            names.append(name)
+    for layer, names in owned.items():
+        graph.ensure_layer(layer).tensors.extend(names)
     infer_kinds_from_names(graph, "safetensors stores no layer classes")
     order = _apply_trainable_convention(graph, (metadata or {}).get(TRAINABLE_KEY))
     if order is not None:
@@ -153,7 +160,59 @@ def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
-def _validate(header: dict[str, object], data_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+Entries = dict[str, tuple[str, tuple[int, ...]]]
+
+
+def _validate(header: dict[str, object], data_size: int) -> Entries:
+    """name -> (dtype, shape) of a header the safetensors library accepts; LoadError otherwise.
+
+    Well-formed headers take the whole-column path (:func:`_validate_columns`, a few C-level
+    passes over all tensors at once); anything it doubts goes through :func:`_validate_exact`,
+    which names the first offending tensor."""
+    entries = _validate_columns(header, data_size)
+    return entries if entries is not None else _validate_exact(header, data_size)
+
+
+def _validate_columns(header: dict[str, object], data_size: int) -> Entries | None:
+    """The checks of :func:`_validate_exact`, column by column; None when any one fails."""
+    infos = list(header.values())
+    if not infos:
+        return None
+    if set(map(type, infos)) != {dict}:
+        return None
+    try:
+        dtypes = list(map(itemgetter("dtype"), infos))  # type: ignore[arg-type]
+        shapes = list(map(itemgetter("shape"), infos))  # type: ignore[arg-type]
+        offsets = list(map(itemgetter("data_offsets"), infos))  # type: ignore[arg-type]
+    except KeyError:
+        return None
+    if set(map(type, dtypes)) != {str} or set(map(type, shapes)) != {list}:
+        return None
+    if set(map(type, offsets)) != {list} or set(map(len, offsets)) != {2}:
+        return None
+    specs = list(map(DTYPES.get, dtypes))
+    if None in specs:
+        return None
+    dims = list(chain.from_iterable(shapes))
+    bounds = list(chain.from_iterable(offsets))
+    # ``type is int`` refuses bool, as the library does
+    if dims and (set(map(type, dims)) != {int} or min(dims) < 0):
+        return None
+    if set(map(type, bounds)) != {int} or min(bounds) < 0:
+        return None
+    begins, ends = bounds[0::2], bounds[1::2]
+    bits = list(map(mul, map(prod, shapes), map(itemgetter(1), specs)))
+    if list(map(mul, map(sub, ends, begins), repeat(8))) != bits:
+        return None  # a size that disagrees with dtype and shape, or a range ending first
+    spans = sorted(zip(begins, ends))
+    starts = [begin for begin, _ in spans]
+    stops = [end for _, end in spans]
+    if starts[0] != 0 or starts[1:] != stops[:-1] or stops[-1] != data_size:
+        return None  # overlap, gap, past the end, or unused bytes after the last tensor
+    return dict(zip(header, zip(dtypes, map(tuple, shapes))))
+
+
+def _validate_exact(header: dict[str, object], data_size: int) -> Entries:
     """Per-tensor checks plus the library's layout rule: ranges tile the data buffer exactly."""
     entries: dict[str, tuple[str, tuple[int, ...]]] = {}
     ranges: list[tuple[int, int, str]] = []

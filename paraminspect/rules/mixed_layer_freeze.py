@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Severity
-from ..graph import ModelGraph, Trainable
+from ..graph import ModelGraph, TensorRole, Trainable
 from ._text import listing, plural, provenance
 from .base import Issue, Rule
 
@@ -20,6 +20,9 @@ class MixedLayerFreeze(Rule):
     )
 
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        known = {t.trainable for t in graph.tensors.values() if t.role is TensorRole.PARAMETER}
+        if not {Trainable.TRAINABLE, Trainable.FROZEN} <= known:
+            return  # no layer can mix what the whole model does not
         mixed = []
         for layer in graph.layers.values():
             if not layer.tensors:
