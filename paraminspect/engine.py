@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import os
 import stat
-from math import prod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from math import prod
 from pathlib import Path
 
 from .config import Settings

@@ -125,3 +125,55 @@ def test_keras_hdf5_mutants(data: bytes, tmp_path: Path) -> None:
 @given(data=mutants((FIXTURES / "ort_training" / "clean" / "checkpoint").read_bytes()))
 def test_ort_flatbuffer_mutants(data: bytes, tmp_path: Path) -> None:
     _fuzz_file(tmp_path, "checkpoint", data)
+
+
+_DIMS = st.one_of(st.integers(0, 4), st.sampled_from([-1, True, 1.0, "2", None]))
+
+
+@st.composite
+def safetensors_headers(draw: st.DrawFn) -> tuple[dict[str, object], int]:
+    """Headers close to valid: contiguous F32/U8/F4 tensors, then a few fields spoiled."""
+    header: dict[str, object] = {}
+    position = 0
+    for index in range(draw(st.integers(1, 6))):
+        dtype = draw(st.sampled_from(["F32", "U8", "F4", "BF16"]))
+        shape = draw(st.lists(st.integers(0, 3), max_size=3))
+        count = 1
+        for dim in shape:
+            count *= dim
+        size = count * {"F32": 4, "U8": 1, "F4": 0.5, "BF16": 2}[dtype]
+        size = int(size) if size == int(size) else size
+        entry: dict[str, object] = {"dtype": dtype, "shape": shape,
+                                    "data_offsets": [position, position + int(size)]}
+        position += int(size)
+        spoil = draw(st.integers(0, 9))
+        if spoil == 1:
+            entry["dtype"] = draw(st.sampled_from(["F33", 7, None]))
+        elif spoil == 2:
+            entry["shape"] = [*shape, draw(_DIMS)]
+        elif spoil == 3:
+            entry["data_offsets"] = draw(st.sampled_from(
+                [[0], [1, 0], [-1, 4], [0, True], "0,4", [position, position + 1]]))
+        elif spoil == 4:
+            del entry[draw(st.sampled_from(["dtype", "shape", "data_offsets"]))]
+        elif spoil == 5:
+            entry = draw(st.sampled_from([[], "x", 3]))  # type: ignore[assignment]
+        header[f"t{index}"] = entry
+    return header, position + draw(st.sampled_from([0, 0, 0, 1, -1]))
+
+
+@FAST
+@given(safetensors_headers())
+def test_safetensors_fast_validation_agrees_with_the_exact_one(
+    case: tuple[dict[str, object], int],
+) -> None:
+    """The column-wise validator accepts exactly what the per-tensor one accepts, with the same
+    result; where it declines (None), the per-tensor one names the error."""
+    from paraminspect.loaders.safetensors import _validate_columns, _validate_exact
+
+    header, data_size = case
+    try:
+        exact = _validate_exact(header, data_size)
+    except LoadError:
+        exact = None
+    assert _validate_columns(header, data_size) == exact

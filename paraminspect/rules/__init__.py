@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import os
 
 from .base import Issue, Rule
 
@@ -16,9 +16,14 @@ def _load_all() -> None:
     global _loaded
     if _loaded:
         return
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base" and not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    # every module of this folder but the contract and the helpers (os.scandir: pkgutil, which
+    # does the same, costs more to import than all the rules)
+    names = sorted(
+        entry.name[:-3] for folder in __path__ for entry in os.scandir(folder)
+        if entry.name.endswith(".py") and not entry.name.startswith("_") and entry.name != "base.py"
+    )
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}")
     _loaded = True
 
 
