@@ -4,12 +4,13 @@ metadata-only readers, on every scale the issue tracker asks about, in one run.
 
     python bench/bench_cli.py [--repeat 3] [--work /tmp/paraminspect-bench] [--only torch,adam]
 
-Every row runs each command ``--repeat`` times in a fresh interpreter (wall time including
-start-up and imports) and reports the median and the peak RSS of the process (``os.wait4``'s
-``ru_maxrss``, per child). Files are built in ``--work`` and deleted afterwards; 1 GB and 10 GB
-files are written sparse (holes for the weight bytes) where the peer reads no weights either, and
-for real where it does (``torch.load`` of a 1 GB file). Needs torch, safetensors, onnx, numpy,
-keras (for the ``.keras`` row). Prints a Markdown table.
+``paraminspect`` runs as users run it: the installed console script, from a folder that holds
+no configuration. Every row runs each command ``--repeat`` times in a fresh interpreter (wall
+time including start-up and imports) and reports the median and the peak RSS of the process
+(``os.wait4``'s ``ru_maxrss``, per child). Files are built in ``--work`` and deleted
+afterwards; 1 GB and 10 GB files are written sparse (holes for the weight bytes) where the peer
+reads no weights either, and for real where it does (``torch.load`` of a 1 GB file). Needs torch,
+safetensors, onnx, numpy, keras (for the ``.keras`` row). Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ sys.path.insert(0, str(ROOT))
 from tests.sparse_models import onnx_1gb, safetensors_1gb, torch_zip_1gb  # noqa: E402
 
 PY = sys.executable
-CHECK = [PY, "-m", "paraminspect", "check", "-q", "--exit-zero"]
+#: the console script users run, next to this interpreter (``python -m`` when it is not installed)
+SCRIPT = Path(PY).with_name("paraminspect")
+CHECK = [*([str(SCRIPT)] if SCRIPT.exists() else [PY, "-m", "paraminspect"]),
+         "check", "-q", "--exit-zero"]
 
 PEERS = {
     "torch.load(mmap, weights_only)": (
@@ -46,6 +50,7 @@ PEERS = {
     "onnx.load(load_external_data=False)": (
         "import sys, onnx; onnx.load(sys.argv[1], load_external_data=False)"
     ),
+    "python -c 'import zipfile, json'": "import zipfile, json",
     "torch.load loop": (
         "import sys, os, torch\n"
         "for n in sorted(os.listdir(sys.argv[1])):\n"
@@ -54,12 +59,13 @@ PEERS = {
 }
 
 
-def run(argv: list[str], repeat: int) -> tuple[float, float]:
-    """Median wall seconds and median peak RSS (MB) of ``argv`` run ``repeat`` times."""
+def run(argv: list[str], repeat: int, cwd: Path | None = None) -> tuple[float, float]:
+    """Median wall seconds and median peak RSS (MB) of ``argv`` run ``repeat`` times in ``cwd``
+    (a folder with no ``pyproject.toml`` above it that configures paraminspect)."""
     walls, peaks = [], []
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         walls.append(time.perf_counter() - start)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -204,7 +210,8 @@ def cases(work: Path) -> list[tuple[str, str, Callable[[], list[Row]]]]:
         import torch
 
         torch.save(torch.nn.Linear(32, 64).state_dict(), p("small.pt"))
-        return [("cold start (10 KB torch file)", [*CHECK, str(p("small.pt"))], None, None)]
+        return [("cold start (10 KB torch file)", [*CHECK, str(p("small.pt"))],
+                 "python -c 'import zipfile, json'", p("small.pt"))]
 
     return [
         ("torch", "torch zip", torch_rows), ("safetensors", "safetensors", safetensors_rows),
@@ -250,11 +257,12 @@ def main() -> None:
                       f"{built.stderr.strip().splitlines()[-1:]} | | | | | | |", flush=True)
                 continue
             for label, argv, peer, target in json.loads(built.stdout.strip().splitlines()[-1]):
-                ours, our_rss = run(argv, args.repeat)
+                ours, our_rss = run(argv, args.repeat, cwd=args.work)
                 if peer is None or target is None:
                     print(f"| {label} | {ours:.2f} s | {our_rss:.0f} | – | – | – | – |", flush=True)
                     continue
-                theirs, their_rss = run([PY, "-c", PEERS[peer], str(target)], args.repeat)
+                theirs, their_rss = run([PY, "-c", PEERS[peer], str(target)], args.repeat,
+                                        cwd=args.work)
                 ratio = theirs / ours
                 how = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
                 print(f"| {label} | {ours:.2f} s | {our_rss:.0f} | `{peer}` | {theirs:.2f} s | "
