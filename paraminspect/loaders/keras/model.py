@@ -15,7 +15,6 @@ import re
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import LoadError, NotAModel
@@ -33,6 +32,7 @@ from ...graph import (
 )
 from ...io import is_remote, open_binary, open_member
 from ...kinds import classify
+from ...record import Record
 from ...sniff import Sniffed, open_archive
 from ...zipguard import read_entry
 from ..pickle.limits import DEFAULT_LIMITS
@@ -237,10 +237,11 @@ def _names(value: Any) -> list[str] | None:
 
 
 # -- building the graph --------------------------------------------------------------------------
-@dataclass
-class _Spec:
+class _Spec(Record):
     """One layer as the config describes it."""
 
+    __slots__ = ("path", "name", "class_name", "bare", "config", "custom", "trainable",
+                 "trainable_fact", "children", "raw_layers", "kind")
     path: str
     name: str
     class_name: str
@@ -249,9 +250,27 @@ class _Spec:
     custom: bool
     trainable: Trainable
     trainable_fact: Fact
-    children: list[_Spec] = field(default_factory=list)
-    raw_layers: list[dict[str, Any]] | None = None  #: for models: the config's layer list
-    kind: str = "layer"  #: layer | functional | sequential | subclassed
+    children: list[_Spec]
+    raw_layers: list[dict[str, Any]] | None  #: for models: the config's layer list
+    kind: str  #: layer | functional | sequential | subclassed
+
+    def __init__(
+        self, path: str, name: str, class_name: str, bare: str, config: dict[str, Any],
+        custom: bool, trainable: Trainable, trainable_fact: Fact,
+        children: list[_Spec] | None = None, raw_layers: list[dict[str, Any]] | None = None,
+        kind: str = "layer",
+    ) -> None:
+        self.path = path
+        self.name = name
+        self.class_name = class_name
+        self.bare = bare
+        self.config = config
+        self.custom = custom
+        self.trainable = trainable
+        self.trainable_fact = trainable_fact
+        self.children = [] if children is None else children
+        self.raw_layers = raw_layers
+        self.kind = kind
 
 
 class _Builder:

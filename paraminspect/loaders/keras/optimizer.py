@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ...graph import Fact, ModelGraph, Optimizer, OptimizerGroup, ParamOptState, Source, Tensor
+from ...record import Record
 from ..optimizer_alignment import unique_shape_embedding
 
 TYPE_CHECKING = False
@@ -49,13 +49,20 @@ GLOBAL_NAMES = frozenset({
 })
 
 
-@dataclass
-class OptimizerConfig:
+class OptimizerConfig(Record):
     """``compile_config["optimizer"]`` / ``training_config["optimizer_config"]``, as data."""
 
+    __slots__ = ("type", "config", "where")
     type: str | None
     config: dict[str, Any]
     where: str
+
+    def __init__(
+        self, type: str | None, config: dict[str, Any], where: str,
+    ) -> None:
+        self.type = type
+        self.config = config
+        self.where = where
 
 
 def parse_config(raw: Any, where: str) -> OptimizerConfig | None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import mmap
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import LoadError
+from ...record import Record
 from .proto import LEN, ProtoError, fields, packed_ints, signed, varint
 
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -42,26 +42,45 @@ DTYPES: dict[int, str] = {
 }
 
 
-@dataclass
-class BundleEntry:
+class BundleEntry(Record):
     """One tensor of the bundle, without its bytes."""
 
+    __slots__ = ("key", "dtype", "shape", "shard_id", "offset", "size", "sliced")
     key: str
     dtype: str | None
     shape: tuple[int, ...] | None
-    shard_id: int = 0
-    offset: int = 0
-    size: int = 0
-    sliced: bool = False
+    shard_id: int
+    offset: int
+    size: int
+    sliced: bool
+
+    def __init__(
+        self, key: str, dtype: str | None, shape: tuple[int, ...] | None, shard_id: int = 0,
+        offset: int = 0, size: int = 0, sliced: bool = False,
+    ) -> None:
+        self.key = key
+        self.dtype = dtype
+        self.shape = shape
+        self.shard_id = shard_id
+        self.offset = offset
+        self.size = size
+        self.sliced = sliced
 
 
-@dataclass
-class Bundle:
+class Bundle(Record):
     """What a ``.index`` file says about its tensors."""
 
+    __slots__ = ("prefix", "num_shards", "entries")
     prefix: Path
-    num_shards: int = 1
-    entries: dict[str, BundleEntry] = field(default_factory=dict)
+    num_shards: int
+    entries: dict[str, BundleEntry]
+
+    def __init__(
+        self, prefix: Path, num_shards: int = 1, entries: dict[str, BundleEntry] | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.num_shards = num_shards
+        self.entries = {} if entries is None else entries
 
     def data_file(self, shard: int) -> Path:
         return self.prefix.with_name(

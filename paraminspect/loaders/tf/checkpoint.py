@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import LoadError
@@ -35,6 +34,7 @@ from ...graph import (
     Tensor,
     TensorRole,
 )
+from ...record import Record
 from ...sniff import Sniffed
 from ..keras import optimizer as keras_optim
 from .bundle import OBJECT_GRAPH_KEY, Bundle, read_index, read_scalar_string
@@ -57,11 +57,20 @@ NO_FLAG = "a TensorFlow checkpoint stores no trainable flag"
 _STATE_FILE_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$')
 
 
-@dataclass
-class TrackableNode:
-    children: list[tuple[int, str]] = field(default_factory=list)
-    variable: tuple[str, str] | None = None  #: (full_name, checkpoint_key) of VARIABLE_VALUE
-    slot_variables: list[tuple[int, str, int]] = field(default_factory=list)
+class TrackableNode(Record):
+    __slots__ = ("children", "variable", "slot_variables")
+    children: list[tuple[int, str]]
+    variable: tuple[str, str] | None  #: (full_name, checkpoint_key) of VARIABLE_VALUE
+    slot_variables: list[tuple[int, str, int]]
+
+    def __init__(
+        self, children: list[tuple[int, str]] | None = None,
+        variable: tuple[str, str] | None = None,
+        slot_variables: list[tuple[int, str, int]] | None = None,
+    ) -> None:
+        self.children = [] if children is None else children
+        self.variable = variable
+        self.slot_variables = [] if slot_variables is None else slot_variables
 
 
 def resolve_index(path: Path) -> Path:

@@ -10,8 +10,7 @@ nodes of the functions a signature reaches. Field numbers follow TensorFlow's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from ...record import Record
 from .bundle import dtype_name, parse_shape
 from .proto import LEN, ProtoError, fields, text, varint
 
@@ -20,53 +19,104 @@ MAX_FUNCTIONS = 500_000
 MAX_NODES_PER_FUNCTION = 5_000_000
 
 
-@dataclass
-class SavedVariable:
-    name: str = ""
-    dtype: str | None = None
-    shape: tuple[int, ...] | None = ()
-    trainable: bool = False  #: the creation-time tf.Variable flag, never a freeze signal
+class SavedVariable(Record):
+    __slots__ = ("name", "dtype", "shape", "trainable")
+    name: str
+    dtype: str | None
+    shape: tuple[int, ...] | None
+    trainable: bool  #: the creation-time tf.Variable flag, never a freeze signal
+
+    def __init__(
+        self, name: str = "", dtype: str | None = None, shape: tuple[int, ...] | None = (),
+        trainable: bool = False,
+    ) -> None:
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.trainable = trainable
 
 
-@dataclass
-class SavedObject:
-    kind: str = ""  #: user_object | variable | function | bare_concrete_function | ...
-    identifier: str = ""  #: SavedUserObject.identifier (``_tf_keras_layer``, ...)
-    children: list[tuple[int, str]] = field(default_factory=list)
-    slot_variables: list[tuple[int, str, int]] = field(default_factory=list)
-    variable: SavedVariable | None = None
+class SavedObject(Record):
+    __slots__ = ("kind", "identifier", "children", "slot_variables", "variable")
+    kind: str  #: user_object | variable | function | bare_concrete_function | ...
+    identifier: str  #: SavedUserObject.identifier (``_tf_keras_layer``, ...)
+    children: list[tuple[int, str]]
+    slot_variables: list[tuple[int, str, int]]
+    variable: SavedVariable | None
+
+    def __init__(
+        self, kind: str = "", identifier: str = "", children: list[tuple[int, str]] | None = None,
+        slot_variables: list[tuple[int, str, int]] | None = None,
+        variable: SavedVariable | None = None,
+    ) -> None:
+        self.kind = kind
+        self.identifier = identifier
+        self.children = [] if children is None else children
+        self.slot_variables = [] if slot_variables is None else slot_variables
+        self.variable = variable
 
 
-@dataclass
-class OpNode:
+class OpNode(Record):
     """A NodeDef: name, op, inputs and the attributes the train-mode checks read."""
 
+    __slots__ = ("name", "op", "inputs", "funcs", "bools")
     name: str
     op: str
-    inputs: list[str] = field(default_factory=list)
-    funcs: list[str] = field(default_factory=list)  #: functions named by attrs (f, then_branch)
-    bools: dict[str, bool] = field(default_factory=dict)
+    inputs: list[str]
+    funcs: list[str]  #: functions named by attrs (f, then_branch)
+    bools: dict[str, bool]
+
+    def __init__(
+        self, name: str, op: str, inputs: list[str] | None = None, funcs: list[str] | None = None,
+        bools: dict[str, bool] | None = None,
+    ) -> None:
+        self.name = name
+        self.op = op
+        self.inputs = [] if inputs is None else inputs
+        self.funcs = [] if funcs is None else funcs
+        self.bools = {} if bools is None else bools
 
 
-@dataclass
-class MetaGraph:
-    tags: list[str] = field(default_factory=list)
-    tf_version: str = ""
-    objects: list[SavedObject] = field(default_factory=list)
-    signatures: dict[str, list[str]] = field(default_factory=dict)  #: key -> output tensor names
-    graph_nodes: list[OpNode] = field(default_factory=list)
+class MetaGraph(Record):
+    __slots__ = ("tags", "tf_version", "objects", "signatures", "graph_nodes", "function_spans")
+    tags: list[str]
+    tf_version: str
+    objects: list[SavedObject]
+    signatures: dict[str, list[str]]  #: key -> output tensor names
+    graph_nodes: list[OpNode]
     #: function name -> (start, end) of its FunctionDef, decoded on demand
-    function_spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    function_spans: dict[str, tuple[int, int]]
+
+    def __init__(
+        self, tags: list[str] | None = None, tf_version: str = "",
+        objects: list[SavedObject] | None = None, signatures: dict[str, list[str]] | None = None,
+        graph_nodes: list[OpNode] | None = None,
+        function_spans: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
+        self.tags = [] if tags is None else tags
+        self.tf_version = tf_version
+        self.objects = [] if objects is None else objects
+        self.signatures = {} if signatures is None else signatures
+        self.graph_nodes = [] if graph_nodes is None else graph_nodes
+        self.function_spans = {} if function_spans is None else function_spans
 
 
-@dataclass
-class KerasNode:
+class KerasNode(Record):
     """One entry of ``keras_metadata.pb``."""
 
+    __slots__ = ("node_id", "path", "identifier", "metadata")
     node_id: int
     path: str
     identifier: str
     metadata: str
+
+    def __init__(
+        self, node_id: int, path: str, identifier: str, metadata: str,
+    ) -> None:
+        self.node_id = node_id
+        self.path = path
+        self.identifier = identifier
+        self.metadata = metadata
 
 
 _OBJECT_KINDS = {4: "user_object", 5: "asset", 6: "function", 7: "variable",

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ...record import FrozenRecord, assign
 from .saved_model_pb import MetaGraph, OpNode
 
 MAX_REACHABLE_FUNCTIONS = 10_000
@@ -41,14 +41,22 @@ INNER_SCOPES = frozenset({
 _HOPS = 4
 
 
-@dataclass(frozen=True)
-class TrainOp:
+class TrainOp(FrozenRecord):
     """One training-mode computation: ``kind`` batchnorm | dropout, the layer's name scope."""
 
+    __slots__ = ("kind", "scope", "function", "evidence")
     kind: str
     scope: tuple[str, ...]
     function: str
     evidence: str
+
+    def __init__(
+        self, kind: str, scope: tuple[str, ...], function: str, evidence: str,
+    ) -> None:
+        assign(self, "kind", kind)
+        assign(self, "scope", scope)
+        assign(self, "function", function)
+        assign(self, "evidence", evidence)
 
 
 def reachable_functions(meta: MetaGraph) -> list[str]:
