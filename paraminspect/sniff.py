@@ -26,6 +26,8 @@ PICKLE_PROTO = b"\x80"
 TORCH_LEGACY_MAGIC = bytes.fromhex("6cfc9c46f9206aa85019")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+#: a zip archive's first bytes: a local file header, or the end record of an empty archive
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def sniff(path: Path | str) -> Sniffed:
     if size == 0:
         raise LoadError("empty file (0 bytes)")
 
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+    if head.startswith(ZIP_MAGICS):
         return _sniff_zip(path)
     if head[:1] == PICKLE_PROTO and head[2:4] == b"\x8a\x0a" and head[4:14] == TORCH_LEGACY_MAGIC:
         return Sniffed("pytorch-legacy")

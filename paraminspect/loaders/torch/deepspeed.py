@@ -60,7 +60,8 @@ INFERRED_FROZEN = Fact(
 
 
 def model_states_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and MODEL_STATES.match(p.name))
+    # the name first: a folder of many checkpoints costs one stat per matching file, not per file
+    return sorted(p for p in folder.iterdir() if MODEL_STATES.match(p.name) and p.is_file())
 
 
 def checkpoint_files(folder: Path) -> set[Path]:
@@ -68,7 +69,7 @@ def checkpoint_files(folder: Path) -> set[Path]:
     return {
         p
         for p in folder.iterdir()
-        if p.is_file() and (MODEL_STATES.match(p.name) or OPTIM_STATES.match(p.name))
+        if (MODEL_STATES.match(p.name) or OPTIM_STATES.match(p.name)) and p.is_file()
     }
 
 
@@ -205,7 +206,7 @@ def _optimizer_type(folder: Path, graph: ModelGraph, obj: dict[str, Any]) -> tup
         name = config["optimizer"].get("type")
         if isinstance(name, str):
             return name, Fact(Source.STORED, "ds_config optimizer type")
-    optim_files = sorted(p for p in folder.iterdir() if p.is_file() and OPTIM_STATES.match(p.name))
+    optim_files = sorted(p for p in folder.iterdir() if OPTIM_STATES.match(p.name) and p.is_file())
     if not optim_files:
         return None, Fact()
     try:
