@@ -90,7 +90,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _check_file(path: str | Path, settings: Settings) -> FileReport:
     report = FileReport(path=str(path))
-    if Path(path).is_dir():
+    if os.path.isdir(path):
         try:
             os.listdir(path)
         except OSError as exc:  # an unlistable folder is reported, never skipped silently
