@@ -23,7 +23,7 @@ from .rules import all_rules
 from .rules.base import Issue
 from .rules.unreadable_file import UnreadableFile
 from .rules.unsupported_format import UnsupportedFormat
-from .sniff import LFS_POINTER, sniff
+from .sniff import LFS_POINTER, ZIP_MAGICS, sniff
 
 SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
 
@@ -112,7 +112,7 @@ def _gc_paused() -> Iterator[None]:
 
 def _check_file(path: str | Path, settings: Settings) -> FileReport:
     report = FileReport(path=str(path))
-    if Path(path).is_dir():
+    if os.path.isdir(path):
         try:
             os.listdir(path)
         except OSError as exc:  # an unlistable folder is reported, never skipped silently
@@ -228,6 +228,8 @@ def worth_checking(path: Path) -> bool:
     if _plain_text(head) and not head.startswith(LFS_POINTER) and not head.lstrip().startswith(
             b"<"):
         return model_suffix
+    if model_suffix and head.startswith(ZIP_MAGICS):
+        return True  # a zip never sniffs as a companion: checked whether it opens or not
     try:
         return sniff(path).format != "companion"
     except LoadError:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import LoadError, NotAModel, Skip
 from .io import open_binary
@@ -26,6 +26,8 @@ PICKLE_PROTO = b"\x80"
 TORCH_LEGACY_MAGIC = bytes.fromhex("6cfc9c46f9206aa85019")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+#: a zip archive's first bytes: a local file header, or the end record of an empty archive
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 @dataclass(frozen=True)
@@ -49,19 +51,25 @@ class Sniffed:
 def sniff(path: Path | str) -> Sniffed:
     """Detect the format of ``path``. Raises :class:`LoadError` for anything unrecognized."""
     skip_special_file(path)
+    handle = zip_handle = None
     try:
-        with open_binary(path) as handle:
-            head = handle.read(64)
-            size = handle.seek(0, 2)
+        handle = open_binary(path)
+        head = handle.read(64)
+        size = handle.seek(0, 2)
+        if size and head.startswith(ZIP_MAGICS):
+            zip_handle, handle = handle, None  # the archive keeps it: one open per file
     except IsADirectoryError:
         raise LoadError("is a directory") from None
     except OSError as exc:
         raise LoadError(f"cannot open: {exc.strerror or exc}") from None
+    finally:
+        if handle is not None:
+            handle.close()
     if size == 0:
         raise LoadError("empty file (0 bytes)")
 
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _sniff_zip(path)
+    if zip_handle is not None:
+        return _sniff_zip(zip_handle)
     if head[:1] == PICKLE_PROTO and head[2:4] == b"\x8a\x0a" and head[4:14] == TORCH_LEGACY_MAGIC:
         return Sniffed("pytorch-legacy")
     if head.startswith(HDF5_MAGIC):
@@ -129,8 +137,9 @@ def open_archive(path: Path | str, sniffed: Sniffed) -> Iterator[zipfile.ZipFile
         yield archive
 
 
-def _sniff_zip(path: Path | str) -> Sniffed:
-    handle = open_binary(path)
+def _sniff_zip(handle: BinaryIO) -> Sniffed:
+    """The format of the zip archive open on ``handle``; the handle is closed on failure, else
+    handed to the archive (closed by :meth:`Sniffed.close`)."""
     try:
         check_zip(handle, MAX_ZIP_ENTRIES)  # before zipfile parses a directory of any size
         handle.seek(0)

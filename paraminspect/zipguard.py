@@ -20,6 +20,10 @@ _ZIP64_LOCATOR = b"PK\x06\x07"
 _ZIP64_EOCD = b"PK\x06\x06"
 #: bytes of central directory allowed per permitted entry (a name of up to ~200 bytes each)
 _BYTES_PER_ENTRY = 256
+#: general-purpose flags that need zipfile's own reader: encrypted, patched, strongly encrypted
+_NEEDS_ZIPFILE = 0x1 | 0x20 | 0x40
+_UTF8_NAME = 0x800
+_LOCAL_HEADER = 30
 
 
 def check_zip(handle: IO[bytes], max_entries: int) -> None:
@@ -82,8 +86,7 @@ def read_entry(
             "(a zip bomb): not scanned"
         )
     try:
-        with archive.open(info) as member:
-            data = member.read(max_bytes + 1)
+        data = read_member(archive, info, max_bytes + 1)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
         raise LoadError(f"zip entry {info.filename[:80]!r} is unreadable ({str(exc)[:120]})") from None
     except RuntimeError as exc:  # encrypted without a password, in older zipfile versions
@@ -91,3 +94,51 @@ def read_entry(
     if len(data) > max_bytes:
         raise LoadError(f"entry {info.filename[:80]!r} expands past the read limit: not scanned")
     return data
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> bytes:
+    """What ``archive.open(info).read(size)`` returns, errors included.
+
+    ``ZipFile.open`` builds a shared-file wrapper and a stream per call, most of the cost of
+    reading a small member; an uncompressed, unencrypted member whose local header agrees with
+    the directory is read here with one seek and one read instead. Anything else (and anything
+    odd on the way) goes through ``ZipFile.open``, so damaged archives fail with zipfile's words.
+    """
+    data = _read_stored(archive, info, size)
+    if data is None:
+        with archive.open(info) as member:
+            data = member.read(size)
+    return data
+
+
+def _read_stored(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> bytes | None:
+    handle = archive.fp
+    if (
+        handle is None or archive.mode != "r" or size < 0
+        or info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _NEEDS_ZIPFILE
+    ):
+        return None
+    try:
+        handle.seek(info.header_offset)
+        local = handle.read(_LOCAL_HEADER)
+        if len(local) != _LOCAL_HEADER or local[:4] != b"PK\x03\x04":
+            return None
+        (flags,) = struct.unpack("<H", local[6:8])
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        encoding = "utf-8" if flags & _UTF8_NAME else (
+            getattr(archive, "metadata_encoding", None) or "cp437")  # the attribute: 3.11+
+        if handle.read(name_len).decode(encoding) != info.orig_filename:
+            return None
+        handle.seek(info.header_offset + _LOCAL_HEADER + name_len + extra_len)
+        # zipfile reads at least MIN_READ_SIZE bytes and checks the CRC when that reaches the end
+        want = min(max(size, zipfile.ZipExtFile.MIN_READ_SIZE), info.compress_size)
+        raw = handle.read(want)
+    except (OSError, ValueError):
+        return None
+    if len(raw) != want:
+        return None
+    data = raw[: info.file_size]
+    at_end = want == info.compress_size or len(data) >= info.file_size
+    if at_end and zlib.crc32(data) != info.CRC:
+        return None
+    return data[:size]

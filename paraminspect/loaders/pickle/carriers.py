@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ...errors import LoadError
-from ...zipguard import open_zip, read_entry
+from ...zipguard import open_zip, read_entry, read_member
 from .limits import DEFAULT_LIMITS, Limits
 from .unpickler import GlobalLog, RestrictedUnpickler, load_one
 
@@ -105,8 +105,7 @@ def walk_zip(
                 # storages of torch archives are raw bytes; anything else is sniffed by its head
                 if "/data/" in name or name.startswith("data/") or info.file_size < 2:
                     continue
-                with archive.open(info) as member:
-                    head = member.read(16)
+                head = read_member(archive, info, 16)
                 if not (looks_like_pickle(head) or head.startswith((NUMPY_MAGIC, b"PK\x03\x04"))):
                     refuse_unreadable_archive(head)
                     continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ...graph import CodeReference
@@ -161,8 +162,21 @@ _DUNDER = re.compile(r"^__\w+__$")
 _PLAIN_DUNDERS = frozenset({"__newobj__", "__newobj_ex__", "__import__", "__build_class__"})
 
 
+#: The lookups below are pure and every checkpoint names the same few globals, so they are
+#: memoized per process: this many names, of at most this many characters (a hostile pickle's
+#: megabyte-long names are judged afresh rather than kept alive).
+_CACHED_NAMES = 4096
+_CACHED_LENGTH = 256
+
+
 def resolve(module: str, name: str) -> tuple[str, str]:
     """The target ``module``/``name`` would reach, and a reason when the walk itself is an attack."""
+    if len(module) + len(name) > _CACHED_LENGTH:
+        return _resolve(module, name)
+    return _resolve_cached(module, name)
+
+
+def _resolve(module: str, name: str) -> tuple[str, str]:
     module = MODULE_ALIASES.get(module, module)
     head, _, rest = module.partition(".")
     if head in MODULE_ALIASES:
@@ -183,6 +197,9 @@ def resolve(module: str, name: str) -> tuple[str, str]:
     return ".".join([root, *parts[start:]]), ""
 
 
+_resolve_cached = lru_cache(maxsize=_CACHED_NAMES)(_resolve)
+
+
 def _in_module(target: str, modules: Iterable[str]) -> bool:
     head = target.split(".", 1)[0]
     return head in modules
@@ -190,6 +207,12 @@ def _in_module(target: str, modules: Iterable[str]) -> bool:
 
 def is_error(target: str) -> str:
     """Why ``target`` is dangerous by itself ('' when it is not)."""
+    if len(target) > _CACHED_LENGTH:
+        return _is_error(target)
+    return _is_error_cached(target)
+
+
+def _is_error(target: str) -> str:
     base = target.removesuffix("()")
     if base in SAFE_EXACT:
         return ""
@@ -206,6 +229,9 @@ def is_error(target: str) -> str:
     if TORCH_C_ERROR.match(base):
         return "loads or compiles code"
     return ""
+
+
+_is_error_cached = lru_cache(maxsize=_CACHED_NAMES)(_is_error)
 
 
 def is_known(target: str) -> bool:

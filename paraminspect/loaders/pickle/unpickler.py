@@ -375,6 +375,8 @@ class _BoundedReader:
 
 
 _PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
+_Unframer: Any = pickle._Unframer  # type: ignore[attr-defined]
+_Stop: Any = pickle._Stop  # type: ignore[attr-defined]
 _HASHED_REAL = (set, frozenset, dict, collections.OrderedDict, collections.defaultdict)
 
 
@@ -428,13 +430,13 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
     def _stub_class(self, raw: str, resolved: str) -> type:
         cls = self._classes.get(raw)
         if cls is None:
-            namespace: dict[str, Any] = {"_pi_target": raw, "_pi_log": self.log}
             if raw in TENSOR_BUILDERS:
-                namespace["__new__"] = _tensor_builder(TENSOR_BUILDERS[raw])
-            elif resolved in policy.NESTED_LOADERS:
-                namespace["__new__"] = self._nested_loader(raw)
-            name = raw.rsplit(".", 1)[-1]
-            cls = type(name if name.isidentifier() else "Global", (Stub,), namespace)
+                cls = _builder_class(raw)
+            else:
+                namespace: dict[str, Any] = {"_pi_target": raw, "_pi_log": self.log}
+                if resolved in policy.NESTED_LOADERS:
+                    namespace["__new__"] = self._nested_loader(raw)
+                cls = _new_stub_class(raw, namespace)
             self._classes[raw] = cls
         return cls
 
@@ -529,6 +531,34 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
             self.log.class_sources.append(name)
             return cls
         raise pickle.UnpicklingError("unsupported persistent id")
+
+    # -- the opcode loop --------------------------------------------------------------------------
+    def load(self) -> Any:
+        """``pickle._Unpickler.load``, reading straight from the stream: the unframer it puts in
+        between costs a Python call per read and only matters once a FRAME opcode (protocol 4+)
+        appears, when :meth:`load_frame` hands the reads over to it."""
+        self._unframer = _Unframer(self._file_read, self._file_readline)
+        self.read = self._file_read
+        self.readinto = self._unframer.readinto
+        self.readline = self._file_readline
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        dispatch = self.dispatch
+        try:
+            while True:
+                key = self.read(1)  # looked up each time: load_frame rebinds it
+                if not key:
+                    raise EOFError
+                dispatch[key[0]](self)
+        except _Stop as stop:
+            return stop.value
+
+    def load_frame(self) -> None:
+        self.read = self._unframer.read
+        self.readline = self._unframer.readline
+        _PyUnpickler.load_frame(self)
 
     # -- bounds ----------------------------------------------------------------------------------
     def _left(self) -> int:
@@ -695,9 +725,31 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         (pickle.LIST, load_list),
         (pickle.REDUCE, load_reduce),
         (pickle.BUILD, load_build),
+        (pickle.FRAME, load_frame),
     ):
         dispatch[_opcode[0]] = _method
     del _opcode, _method
+
+
+def _new_stub_class(raw: str, namespace: dict[str, Any]) -> type:
+    name = raw.rsplit(".", 1)[-1]
+    return type(name if name.isidentifier() else "Global", (Stub,), namespace)
+
+
+#: stand-ins for torch's tensor rebuild functions, shared by every walk in the process
+_BUILDER_CLASSES: dict[str, type] = {}
+
+
+def _builder_class(raw: str) -> type:
+    """The stand-in of a tensor rebuild function. Its ``__new__`` returns a TensorRef, so it has
+    no instances and logs nothing (the reference is logged by ``find_class``): one class per
+    process serves every walk, where a class per walk would cost a ``type()`` per file."""
+    cls = _BUILDER_CLASSES.get(raw)
+    if cls is None:
+        namespace = {"_pi_target": raw, "_pi_log": None,
+                     "__new__": _tensor_builder(TENSOR_BUILDERS[raw])}
+        cls = _BUILDER_CLASSES[raw] = _new_stub_class(raw, namespace)
+    return cls
 
 
 def _owner_name(obj: Any) -> str | None:

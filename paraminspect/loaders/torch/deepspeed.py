@@ -18,6 +18,7 @@ only for its pickle (the optimizer's hyperparameter keys); no tensor bytes are r
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -60,16 +61,21 @@ INFERRED_FROZEN = Fact(
 
 
 def model_states_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and MODEL_STATES.match(p.name))
+    return sorted(_files_named(folder, MODEL_STATES))
 
 
 def checkpoint_files(folder: Path) -> set[Path]:
     """The files of a tag folder that belong to the checkpoint (read together, not alone)."""
-    return {
-        p
-        for p in folder.iterdir()
-        if p.is_file() and (MODEL_STATES.match(p.name) or OPTIM_STATES.match(p.name))
-    }
+    return set(_files_named(folder, MODEL_STATES, OPTIM_STATES))
+
+
+def _files_named(folder: Path, *patterns: re.Pattern[str]) -> list[Path]:
+    """The files of ``folder`` whose name matches a pattern. Names are matched before a Path is
+    built or a stat made: every folder scan asks this of folders of thousands of checkpoints."""
+    return [
+        folder / name for name in os.listdir(folder)
+        if any(p.match(name) for p in patterns) and (folder / name).is_file()
+    ]
 
 
 def is_deepspeed_tag_folder(path: Path) -> bool:
@@ -205,7 +211,7 @@ def _optimizer_type(folder: Path, graph: ModelGraph, obj: dict[str, Any]) -> tup
         name = config["optimizer"].get("type")
         if isinstance(name, str):
             return name, Fact(Source.STORED, "ds_config optimizer type")
-    optim_files = sorted(p for p in folder.iterdir() if p.is_file() and OPTIM_STATES.match(p.name))
+    optim_files = sorted(_files_named(folder, OPTIM_STATES))
     if not optim_files:
         return None, Fact()
     try:
