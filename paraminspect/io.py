@@ -16,9 +16,12 @@ import struct
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from .errors import LoadError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 #: ``scheme://`` at the start of a path marks it as remote (``C:\`` and ``./x`` are local)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")

@@ -15,10 +15,13 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .config import Settings
 from .io import is_remote, remote_info
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: batches kept in flight: enough to keep a cluster busy, bounded so memory stays flat
 MAX_IN_FLIGHT = 64

@@ -12,14 +12,17 @@ import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from .errors import LoadError, NotAModel, Skip
 from .io import open_binary
 from .other_formats import identify, is_joblib_pickle
+from .record import FrozenRecord, assign
 from .zipguard import check_zip
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 PICKLE_PROTO = b"\x80"
 #: torch's legacy (non-zip) files start with a pickled magic number: PROTO n, LONG1 10 bytes, magic.
@@ -30,15 +33,24 @@ LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-@dataclass(frozen=True)
-class Sniffed:
+class Sniffed(FrozenRecord):
     """The detected format plus what the sniffer learned on the way (e.g. the zip prefix)."""
 
+    __slots__ = ("format", "detail", "archive")
+    _hidden = ('archive',)
     format: str
-    detail: dict[str, str] = field(default_factory=dict)
+    detail: dict[str, str]
     #: for zip formats, the archive sniffing opened (directory read once); loaders reuse it and
     #: :func:`paraminspect.loaders.load` closes it
-    archive: zipfile.ZipFile | None = field(default=None, compare=False, repr=False)
+    archive: zipfile.ZipFile | None
+
+    def __init__(
+        self, format: str, detail: dict[str, str] | None = None,
+        archive: zipfile.ZipFile | None = None,
+    ) -> None:
+        assign(self, "format", format)
+        assign(self, "detail", {} if detail is None else detail)
+        assign(self, "archive", archive)
 
     def close(self) -> None:
         if self.archive is not None:

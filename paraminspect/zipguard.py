@@ -11,9 +11,12 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO
 
 from .errors import LoadError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO
 
 _EOCD = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"

@@ -224,10 +224,11 @@ def test_timeout_is_a_pi001_and_the_other_files_go_on(tmp_path: Path) -> None:
 
 
 def test_limits_are_one_frozen_object() -> None:
-    from dataclasses import FrozenInstanceError
+    from paraminspect.loaders.pickle.limits import DEFAULT_LIMITS, Limits
 
-    from paraminspect.loaders.pickle.limits import DEFAULT_LIMITS
-
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(AttributeError):
         DEFAULT_LIMITS.max_memo = 1  # type: ignore[misc]
+    assert Limits(max_memo=5).max_memo == 5 and DEFAULT_LIMITS.max_memo == 2_000_000
+    with pytest.raises(TypeError):
+        Limits(max_mem=5)
     assert zlib  # the deflate bombs above use zipfile's zlib

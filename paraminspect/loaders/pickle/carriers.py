@@ -13,12 +13,15 @@ import io
 import struct
 import zipfile
 from pathlib import Path
-from typing import IO, Any
 
 from ...errors import LoadError
 from ...zipguard import open_zip, read_entry, read_member
 from .limits import DEFAULT_LIMITS, Limits
 from .unpickler import GlobalLog, RestrictedUnpickler, load_one
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 NUMPY_MAGIC = b"\x93NUMPY"
 SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
 class Limits:
     """Every bound a reader applies to untrusted bytes. Defaults hold on hostile input.
 
@@ -35,6 +32,19 @@ class Limits:
     max_layers: int = 50_000
     max_hdf5_attribute_bytes: int = 16 << 20
     max_hdf5_objects: int = 200_000
+
+    def __init__(self, **overrides: int) -> None:
+        """The defaults above, with any of them replaced by keyword."""
+        for name, value in overrides.items():
+            if not name.startswith("max_") or not hasattr(Limits, name):
+                raise TypeError(f"Limits has no bound {name!r}")
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Limits are frozen: build a new Limits(...) instead")
+
+    def __repr__(self) -> str:
+        return f"Limits({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
 
 DEFAULT_LIMITS = Limits()

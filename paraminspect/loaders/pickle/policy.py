@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from ...graph import CodeReference
+from ...record import FrozenRecord, assign
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Python 2 and platform spellings -> the module Python 3 actually imports
 MODULE_ALIASES = {
@@ -239,10 +242,16 @@ def is_known(target: str) -> bool:
     return target in SAFE_EXACT or target.startswith(SAFE_PREFIXES)
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(FrozenRecord):
+    __slots__ = ("tier", "reason")
     tier: str  #: error, warning or info
     reason: str
+
+    def __init__(
+        self, tier: str, reason: str,
+    ) -> None:
+        assign(self, "tier", tier)
+        assign(self, "reason", reason)
 
 
 def judge(

@@ -13,12 +13,15 @@ import collections
 import io
 import pickle
 import struct
-from dataclasses import dataclass, field
-from typing import IO, Any
 
 from ...errors import LoadError
+from ...record import Record
 from . import policy
 from .limits import DEFAULT_LIMITS, Limits
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 #: Storage class name -> dtype (``torch.FloatStorage`` -> float32).
 STORAGE_DTYPES = {
@@ -98,14 +101,22 @@ REAL_GLOBALS: dict[str, object] = {
 }
 
 
-@dataclass
-class StorageRef:
+class StorageRef(Record):
     """A tensor storage named by the pickle; its bytes stay on disk."""
 
+    __slots__ = ("key", "dtype", "location", "numel")
     key: str
     dtype: str | None
     location: str | None
     numel: int | None
+
+    def __init__(
+        self, key: str, dtype: str | None, location: str | None, numel: int | None,
+    ) -> None:
+        self.key = key
+        self.dtype = dtype
+        self.location = location
+        self.numel = numel
 
 
 class TensorRef:
@@ -137,21 +148,40 @@ class TensorRef:
         return f"<{kind} {self.dtype} {self.shape} requires_grad={self.requires_grad}>"
 
 
-@dataclass
-class GlobalUse:
-    references: int = 0
-    instantiations: int = 0  #: created without calling (NEWOBJ), like a module class
-    calls: int = 0  #: called while unpickling (REDUCE): code that would run on load
-    resolved: str = ""  #: the target Python would reach (aliases and attribute walks resolved)
-    flags: list[str] = field(default_factory=list)  #: dangerous uses the walk itself saw
-    resolved_calls: int = 0  #: getattr lookups whose result was resolved and judged on its own
-    nested_clean: int = 0  #: nested pickles this loader was given that walked clean
+class GlobalUse(Record):
+    __slots__ = ("references", "instantiations", "calls", "resolved", "flags", "resolved_calls",
+                 "nested_clean")
+    references: int
+    instantiations: int  #: created without calling (NEWOBJ), like a module class
+    calls: int  #: called while unpickling (REDUCE): code that would run on load
+    resolved: str  #: the target Python would reach (aliases and attribute walks resolved)
+    flags: list[str]  #: dangerous uses the walk itself saw
+    resolved_calls: int  #: getattr lookups whose result was resolved and judged on its own
+    nested_clean: int  #: nested pickles this loader was given that walked clean
+
+    def __init__(
+        self, references: int = 0, instantiations: int = 0, calls: int = 0, resolved: str = "",
+        flags: list[str] | None = None, resolved_calls: int = 0, nested_clean: int = 0,
+    ) -> None:
+        self.references = references
+        self.instantiations = instantiations
+        self.calls = calls
+        self.resolved = resolved
+        self.flags = [] if flags is None else flags
+        self.resolved_calls = resolved_calls
+        self.nested_clean = nested_clean
 
 
-@dataclass
-class GlobalLog:
-    uses: dict[str, GlobalUse] = field(default_factory=dict)
-    class_sources: list[str] = field(default_factory=list)  #: legacy format: pickled class source
+class GlobalLog(Record):
+    __slots__ = ("uses", "class_sources")
+    uses: dict[str, GlobalUse]
+    class_sources: list[str]  #: legacy format: pickled class source
+
+    def __init__(
+        self, uses: dict[str, GlobalUse] | None = None, class_sources: list[str] | None = None,
+    ) -> None:
+        self.uses = {} if uses is None else uses
+        self.class_sources = [] if class_sources is None else class_sources
 
     def use(self, target: str, resolved: str = "") -> GlobalUse:
         entry = self.uses.get(target)

@@ -8,9 +8,11 @@ inert stand-in; nothing is executed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..pickle.unpickler import Stub
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: keys of ``torch.cuda.amp.GradScaler.state_dict()``
 SCALER_KEYS = frozenset({"scale", "growth_factor", "backoff_factor", "growth_interval"})

@@ -18,7 +18,6 @@ import io
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import (
@@ -43,6 +42,10 @@ from ..pickle.unpickler import (
 )
 from . import optimizer as torch_optim
 from .pickled import FLOAT_DTYPES, _decode_scalar, record_code_references
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 METADATA = ".metadata"
 MAX_METADATA_BYTES = 256 * 1024 * 1024

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import (
@@ -54,6 +53,10 @@ STORED_TRAINABLE_UNOWNED = Fact(
     "DeepSpeed lists it neither in frozen_param_shapes (so it required grad at save time) nor "
     "in the optimizer's param_shapes",
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 INFERRED_FROZEN = Fact(
     Source.INFERRED,
     "not in the optimizer's param_shapes (ZeRO-1 stores no frozen_param_shapes)",

@@ -15,7 +15,6 @@ import json
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import (
@@ -48,6 +47,10 @@ VALUE_KEYS = (
     "as_tensor", "as_tensors", "as_optional_tensor", "as_optional_tensors", "as_sym_int",
     "as_sym_ints", "as_sym_bool", "as_sym_bools", "as_sym_float", "as_sym_floats",
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 #: batch-norm ops and what their mode is (None: read the ``training`` argument)
 BATCH_NORM_OPS = {
     "batch_norm": None, "native_batch_norm": None, "_native_batch_norm_legit": None,

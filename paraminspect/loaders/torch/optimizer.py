@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 from ...graph import (
     Fact,
@@ -23,6 +21,7 @@ from ...graph import (
     Tensor,
     Trainable,
 )
+from ...record import Record
 from ..optimizer_alignment import unique_shape_embedding
 from ..pickle.unpickler import Stub, TensorRef
 
@@ -41,6 +40,10 @@ FULL_SHAPE_SLOTS = (
     "step_size",
     "grad_avg",
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: group-key signatures of torch.optim classes (torch 2.x), most specific first
 _GROUP_SIGNATURES: list[tuple[str, frozenset[str]]] = [
@@ -64,19 +67,33 @@ NEVER_STEPPED = (
 )
 
 
-@dataclass
-class RawOptimizer:
+class RawOptimizer(Record):
     """An optimizer as saved, before alignment: indices (or tensors) per group, state per index."""
 
+    __slots__ = ("name", "type", "type_fact", "groups", "keys", "key_group", "names", "state")
     name: str
     type: str | None
     type_fact: Fact
     groups: list[dict[str, Any]]
     #: parameter keys in the order they were given: ints (state dict) or TensorRefs (pickled object)
-    keys: list[Any] = field(default_factory=list)
-    key_group: list[int] = field(default_factory=list)
-    names: list[str | None] = field(default_factory=list)  #: ``param_names`` where stored
-    state: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    keys: list[Any]
+    key_group: list[int]
+    names: list[str | None]  #: ``param_names`` where stored
+    state: dict[Any, dict[str, Any]]
+
+    def __init__(
+        self, name: str, type: str | None, type_fact: Fact, groups: list[dict[str, Any]],
+        keys: list[Any] | None = None, key_group: list[int] | None = None,
+        names: list[str | None] | None = None, state: dict[Any, dict[str, Any]] | None = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.type_fact = type_fact
+        self.groups = groups
+        self.keys = [] if keys is None else keys
+        self.key_group = [] if key_group is None else key_group
+        self.names = [] if names is None else names
+        self.state = {} if state is None else state
 
 
 def is_optimizer_state_dict(value: Any) -> bool:

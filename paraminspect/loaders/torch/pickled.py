@@ -12,7 +12,6 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import (
@@ -61,6 +60,10 @@ MODEL_KEYS = (
     "weights",
     "params",
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 #: checkpoint keys copied into graph metadata
 META_KEYS = ("epoch", "global_step", "step", "iteration", "iter", "best_score", "best_acc")
 FLOAT_DTYPES = frozenset({"float32", "float64", "float16", "bfloat16", "complex64", "complex128"})

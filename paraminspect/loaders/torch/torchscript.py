@@ -14,9 +14,7 @@ import ast
 import re
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ...errors import LoadError
 from ...graph import (
@@ -31,6 +29,7 @@ from ...graph import (
     Trainable,
 )
 from ...kinds import classify
+from ...record import Record
 from ...sniff import Sniffed, open_archive
 from ...zipguard import read_entry
 from ..dataflow import Op, contract, topological_order
@@ -38,6 +37,10 @@ from ..pickle.limits import DEFAULT_LIMITS
 from ..pickle.scan import with_partial
 from ..pickle.unpickler import GlobalLog, Stub, TensorRef, unpickle
 from .pickled import check_storages, record_code_references
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MANGLE = re.compile(r"^___torch_mangle_\d+$")
 #: torch.<op> -> index of its literal mode argument
@@ -105,15 +108,28 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
 
 
 # -- saved code --------------------------------------------------------------------------------
-@dataclass
-class ClassInfo:
+class ClassInfo(Record):
+    __slots__ = ("qualname", "parameters", "buffers", "constants", "methods", "baked")
     qualname: str
-    parameters: list[str] = field(default_factory=list)
-    buffers: list[str] = field(default_factory=list)
-    constants: dict[str, object] = field(default_factory=dict)
-    methods: dict[str, ast.FunctionDef] = field(default_factory=dict)
+    parameters: list[str]
+    buffers: list[str]
+    constants: dict[str, object]
+    methods: dict[str, ast.FunctionDef]
     #: literal modes baked into calls: ("batch_norm"|"dropout", op name, value)
-    baked: list[tuple[str, str, bool]] = field(default_factory=list)
+    baked: list[tuple[str, str, bool]]
+
+    def __init__(
+        self, qualname: str, parameters: list[str] | None = None,
+        buffers: list[str] | None = None, constants: dict[str, object] | None = None,
+        methods: dict[str, ast.FunctionDef] | None = None,
+        baked: list[tuple[str, str, bool]] | None = None,
+    ) -> None:
+        self.qualname = qualname
+        self.parameters = [] if parameters is None else parameters
+        self.buffers = [] if buffers is None else buffers
+        self.constants = {} if constants is None else constants
+        self.methods = {} if methods is None else methods
+        self.baked = [] if baked is None else baked
 
 
 class _Classes:
@@ -271,14 +287,25 @@ class _Unsound(Exception):
     """The code does something the dataflow reader cannot follow soundly."""
 
 
-@dataclass
-class _Frame:
+class _Frame(Record):
+    __slots__ = ("path", "prefix", "locals", "aliases", "returns", "control")
     path: str
     prefix: str
     locals: set[str]
     aliases: dict[str, str]
     returns: str
-    control: list[list[str]] = field(default_factory=list)
+    control: list[list[str]]
+
+    def __init__(
+        self, path: str, prefix: str, locals: set[str], aliases: dict[str, str], returns: str,
+        control: list[list[str]] | None = None,
+    ) -> None:
+        self.path = path
+        self.prefix = prefix
+        self.locals = locals
+        self.aliases = aliases
+        self.returns = returns
+        self.control = [] if control is None else control
 
 
 class _Flow:
