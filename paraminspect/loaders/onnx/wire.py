@@ -17,7 +17,9 @@ enclosing message, so a truncated or garbage file raises :class:`WireError` with
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import BinaryIO
 
 from .buffer import (
@@ -39,7 +41,9 @@ from .buffer import (
 
 #: tensors whose payload is at most this many bytes keep it (scalars only; never weights)
 SMALL_VALUE_BYTES = 16
-
+#: the attributes, metadata or external-data entries of a record that has none: one shared,
+#: read-only mapping instead of an empty dict per node and per tensor
+NO_ENTRIES: Mapping = MappingProxyType({})
 
 #: ONNX TensorProto.DataType -> (name, item size in bits)
 DATA_TYPES: dict[int, tuple[str, int]] = {
@@ -61,7 +65,7 @@ class TensorInfo:
     dims: list[int] = field(default_factory=list)
     data_type: int = 0
     data_location: int = 0  #: 0 DEFAULT, 1 EXTERNAL
-    external_data: dict[str, str] = field(default_factory=dict)
+    external_data: Mapping[str, str] = field(default_factory=dict)
     payload_bytes: int = 0  #: bytes of raw_data / typed data skipped
     small_raw: bytes | None = None  #: raw_data when at most SMALL_VALUE_BYTES
     small_ints: list[int] | None = None  #: int32_data / int64_data when tiny
@@ -137,8 +141,8 @@ class NodeInfo:
     domain: str = ""
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
-    attributes: dict[str, AttributeInfo] = field(default_factory=dict)
-    metadata: dict[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, AttributeInfo] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -188,12 +192,15 @@ class _Walker:
     Nodes and tensors are the hot messages (100,000s of each in a large model): their loops
     decode the common field head (a one-byte key and a one-byte length or value) inline and hand
     anything else to :func:`.buffer.head`, which also produces every error. The other messages
-    are few and read through :func:`.buffer.fields`.
+    are few and read through :func:`.buffer.fields`. Value names and op types are decoded once
+    per distinct byte string (a name is written by its producer, its readers and its
+    initializer), so repeats share one ``str``.
     """
 
     def __init__(self, buf: Buffer) -> None:
         self.buf = buf
         self.skipped = 0
+        self.strings = _Strings()
 
     def text(self, pos: int, n: int) -> str:
         return self.buf[pos : pos + n].decode("utf-8", "replace")  # type: ignore[union-attr]
@@ -306,12 +313,13 @@ class _Walker:
         return g
 
     def node(self, pos: int, end: int, index: int) -> NodeInfo:
-        buf = self.buf
+        buf, strings = self.buf, self.strings
+        known = strings.get
         inputs: list[str] = []
         outputs: list[str] = []
         name = op_type = domain = ""
-        attributes: dict[str, AttributeInfo] = {}
-        metadata: dict[str, str] = {}
+        attributes: Mapping[str, AttributeInfo] = NO_ENTRIES
+        metadata: Mapping[str, str] = NO_ENTRIES
         while pos < end:
             start = pos
             key = buf[pos]
@@ -329,23 +337,32 @@ class _Walker:
                 if wire != LEN:
                     continue
             stop = pos + n
-            if number == 1:
-                inputs.append(buf[pos:stop].decode("utf-8", "replace"))  # type: ignore[union-attr]
-            elif number == 2:
-                outputs.append(buf[pos:stop].decode("utf-8", "replace"))  # type: ignore[union-attr]
+            if number <= 2 or number == 4 or number == 7:  # input, output, op_type, domain
+                raw = buf[pos:stop]
+                text = known(raw)
+                if text is None:
+                    text = strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+                if number == 1:
+                    inputs.append(text)
+                elif number == 2:
+                    outputs.append(text)
+                elif number == 4:
+                    op_type = text
+                else:
+                    domain = text
             elif number == 3:
                 name = buf[pos:stop].decode("utf-8", "replace")  # type: ignore[union-attr]
-            elif number == 4:
-                op_type = buf[pos:stop].decode("utf-8", "replace")  # type: ignore[union-attr]
             elif number == 5:
                 attr = self.attribute(pos, stop)
-                attributes[attr.name] = attr
-            elif number == 7:
-                domain = buf[pos:stop].decode("utf-8", "replace")  # type: ignore[union-attr]
+                if attributes is NO_ENTRIES:
+                    attributes = {}
+                attributes[attr.name] = attr  # type: ignore[index]
             elif number == 9:
                 entry, value = self.string_entry(pos, stop)
                 if entry in NODE_METADATA_KEYS:
-                    metadata[entry] = value
+                    if metadata is NO_ENTRIES:
+                        metadata = {}
+                    metadata[entry] = value  # type: ignore[index]
             pos = stop
         if pos != end:
             raise overrun(pos)
@@ -399,7 +416,7 @@ class _Walker:
     # -- TensorProto ------------------------------------------------------------------------
     def tensor(self, pos: int, end: int) -> TensorInfo:
         buf = self.buf
-        t = TensorInfo()
+        t = TensorInfo("", [], 0, 0, NO_ENTRIES)
         while pos < end:
             start = pos
             key = buf[pos]
@@ -411,7 +428,12 @@ class _Walker:
             else:
                 number, wire, v, pos = head(buf, pos, end)  # type: ignore[assignment]
             if wire == LEN:
-                self.tensor_bytes(t, number, pos, v)
+                if number == 8:
+                    t.name = self.strings[buf[pos : pos + v]]
+                elif number == 1:  # dims, packed
+                    t.dims.extend(packed_varints(buf, pos, pos + v))
+                else:
+                    self.tensor_bytes(t, number, pos, v)
                 pos += v
             elif number == 1:
                 _expect(number, wire, VARINT, "TensorProto.dims")
@@ -437,11 +459,7 @@ class _Walker:
     def tensor_bytes(self, t: TensorInfo, number: int, pos: int, n: int) -> None:
         """A LEN field of a TensorProto: metadata is read, payloads are kept only when tiny."""
         buf = self.buf
-        if number == 8:
-            t.name = buf[pos : pos + n].decode("utf-8", "replace")  # type: ignore[union-attr]
-        elif number == 1:  # dims, packed
-            t.dims.extend(packed_varints(buf, pos, pos + n))
-        elif number == 9:  # raw_data: keep scalars only, skip the rest unread
+        if number == 9:  # raw_data: keep scalars only, skip the rest unread
             t.payload_bytes += n
             t.raw_offset = pos
             if n <= SMALL_VALUE_BYTES:
@@ -450,7 +468,9 @@ class _Walker:
                 self.skip(n)
         elif number == 13:
             key, value = self.string_entry(pos, pos + n)
-            t.external_data[key] = value
+            if t.external_data is NO_ENTRIES:
+                t.external_data = {}
+            t.external_data[key] = value  # type: ignore[index]
         elif number in (5, 7, 11):  # int32/int64/uint64 data, packed
             t.payload_bytes += n
             if n <= SMALL_VALUE_BYTES:
@@ -473,6 +493,14 @@ class _Walker:
         elif number == 6:  # string_data
             self.skip(n)
         # segment, doc_string, metadata_props, ...: skipped
+
+
+class _Strings(dict[bytes, str]):
+    """Decoded text by its bytes: ``strings[raw]`` decodes ``raw`` on first sight only."""
+
+    def __missing__(self, raw: bytes) -> str:
+        text = self[raw] = raw.decode("utf-8", "replace")
+        return text
 
 
 #: TensorProto fields whose wire type is checked: their names, for the error
