@@ -140,6 +140,8 @@ class _Builder:
         self.g = model.graph
         self.graph = ModelGraph(path=str(path), format="onnx", content="export", framework="onnx")
         self.node_layer: list[str] = []  # node index -> layer path
+        #: layer path -> its BatchNormalization and Dropout nodes, in order
+        self.mode_nodes: dict[str, list[NodeInfo]] = {}
         self.node_layers: set[str] = set()
         self.initializers = {t.name: t for t in self.g.initializers}
         self.constants: dict[str, TensorInfo | int | float] = {}  # Constant node outputs
@@ -243,9 +245,10 @@ class _Builder:
             if scope and scope[0]:
                 path, scopes, classes = scope
                 graph.ensure_layer(path)
-                for scope_path, cls in zip(scopes, classes, strict=False):
-                    if cls and scope_path in graph.layers:
-                        graph.layers[scope_path].class_name = cls
+                if classes:
+                    for scope_path, cls in zip(scopes, classes, strict=False):
+                        if cls and scope_path in graph.layers:
+                            graph.layers[scope_path].class_name = cls
             else:
                 if scope and scope[2]:  # a root-scope node still names the model class
                     graph.root.class_name = graph.root.class_name or scope[2][0]
@@ -259,6 +262,8 @@ class _Builder:
             else:
                 ops[path] = [node.op_type]
                 names[path] = [node.name or f"#{node.index}"]
+            if node.op_type in MODE_OPS:
+                self.mode_nodes.setdefault(path, []).append(node)
         self.node_layers = set(self.node_layer)
         for path, layer_ops in ops.items():
             attrs = graph.layers[path].attrs
@@ -398,20 +403,15 @@ class _Builder:
     # -- kinds and modes --------------------------------------------------------------------
     def _kinds_and_modes(self) -> None:
         graph = self.graph
-        by_layer: dict[str, list[NodeInfo]] = {}
-        for node, path in zip(self.g.nodes, self.node_layer, strict=True):
-            by_layer.setdefault(path, []).append(node)
         for path, layer in graph.layers.items():
-            nodes = by_layer.get(path)
-            if nodes is None:
+            ops: list[str] | None = layer.attrs.get("ops")  # type: ignore[assignment]
+            if ops is None:  # a layer without nodes of its own
                 if layer.class_name:
                     self._kind(layer, [])
                 continue
-            self._kind(layer, nodes)
+            self._kind(layer, ops)
             bn = None
-            for node in nodes:
-                if node.op_type not in MODE_OPS:
-                    continue
+            for node in self.mode_nodes.get(path, ()):
                 if bn is None and node.op_type == "BatchNormalization":
                     bn = node
                 mode, fact = self._node_mode(node)
@@ -439,7 +439,8 @@ class _Builder:
             if layer.kind is LayerKind.OTHER and layer.children and layer.path not in self.node_layers:
                 layer.kind = LayerKind.CONTAINER if layer.path else LayerKind.MODEL
 
-    def _kind(self, layer: Layer, nodes: list[NodeInfo]) -> None:
+    def _kind(self, layer: Layer, ops: list[str]) -> None:
+        """The layer's kind from its recorded class, else from its nodes' op types."""
         if layer.class_name:
             kind = classify(layer.class_name)
             if kind is not LayerKind.OTHER:
@@ -448,13 +449,18 @@ class _Builder:
                     Source.STORED, "module class recorded by the exporter (pkg.torch.onnx.class_hierarchy)"
                 )
                 return
-        kinds = {OP_KINDS[n.op_type]: n.op_type for n in nodes if n.op_type in OP_KINDS}
+        if len(ops) == 1:  # the common case, without the priority search
+            if ops[0] in OP_KINDS:
+                layer.kind = OP_KINDS[ops[0]]
+            layer.kind_fact = self._op_fact(ops[0])
+            return
+        kinds = {OP_KINDS[op]: op for op in ops if op in OP_KINDS}
         if kinds:
             kind = min(kinds, key=KIND_PRIORITY.index)
             layer.kind = kind
             layer.kind_fact = self._op_fact(kinds[kind])
-        elif nodes:
-            layer.kind_fact = self._op_fact(nodes[0].op_type)
+        elif ops:
+            layer.kind_fact = self._op_fact(ops[0])
 
     def _op_fact(self, op_type: str) -> Fact:
         """The fact "ONNX op X", one shared instance per op type (Fact is frozen)."""

@@ -200,7 +200,7 @@ class _Walker:
     def __init__(self, buf: Buffer) -> None:
         self.buf = buf
         self.skipped = 0
-        self.strings = _Strings()
+        self.strings: dict[bytes, str] = {}  #: decoded names and op types by their bytes
 
     def text(self, pos: int, n: int) -> str:
         return self.buf[pos : pos + n].decode("utf-8", "replace")  # type: ignore[union-attr]
@@ -321,22 +321,18 @@ class _Walker:
         attributes: Mapping[str, AttributeInfo] = NO_ENTRIES
         metadata: Mapping[str, str] = NO_ENTRIES
         while pos < end:
-            start = pos
             key = buf[pos]
-            if key & 0x87 == LEN and key > 7 and pos + 1 < end:  # one-byte key, LEN
-                n = buf[pos + 1]
-                if n < 0x80:
-                    pos += 2
-                else:
-                    n, pos = varint(buf, pos + 1, start)
-                number = key >> 3
-                if pos + n > end:
-                    raise overclaim(number, start, n)
+            if key & 0x87 == LEN and key > 7 and pos + 1 < end and (n := buf[pos + 1]) < 0x80:
+                number = key >> 3  # one-byte key of a LEN field, one-byte length
+                stop = pos + 2 + n
+                if stop > end:
+                    raise overclaim(number, pos, n)
+                pos += 2
             else:
                 number, wire, n, pos = head(buf, pos, end)  # type: ignore[assignment]
                 if wire != LEN:
                     continue
-            stop = pos + n
+                stop = pos + n
             if number <= 2 or number == 4 or number == 7:  # input, output, op_type, domain
                 raw = buf[pos:stop]
                 text = known(raw)
@@ -415,26 +411,31 @@ class _Walker:
 
     # -- TensorProto ------------------------------------------------------------------------
     def tensor(self, pos: int, end: int) -> TensorInfo:
-        buf = self.buf
+        buf, strings = self.buf, self.strings
+        known = strings.get
         t = TensorInfo("", [], 0, 0, NO_ENTRIES)
         while pos < end:
-            start = pos
             key = buf[pos]
             if key & 0x85 == 0 and key > 7 and pos + 1 < end and (v := buf[pos + 1]) < 0x80:
-                pos += 2  # one-byte key and one-byte value or length: VARINT or LEN
-                number, wire = key >> 3, key & 7
-                if wire == LEN and pos + v > end:
-                    raise overclaim(number, start, v)
+                number, wire = key >> 3, key & 7  # one-byte key and value or length, VARINT or LEN
+                if wire == LEN and pos + 2 + v > end:
+                    raise overclaim(number, pos, v)
+                pos += 2
             else:
                 number, wire, v, pos = head(buf, pos, end)  # type: ignore[assignment]
             if wire == LEN:
+                stop = pos + v
                 if number == 8:
-                    t.name = self.strings[buf[pos : pos + v]]
+                    raw = buf[pos:stop]
+                    name = known(raw)
+                    if name is None:
+                        name = strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+                    t.name = name
                 elif number == 1:  # dims, packed
-                    t.dims.extend(packed_varints(buf, pos, pos + v))
+                    t.dims.extend(packed_varints(buf, pos, stop))
                 else:
                     self.tensor_bytes(t, number, pos, v)
-                pos += v
+                pos = stop
             elif number == 1:
                 _expect(number, wire, VARINT, "TensorProto.dims")
                 t.dims.append(signed(v))
@@ -493,14 +494,6 @@ class _Walker:
         elif number == 6:  # string_data
             self.skip(n)
         # segment, doc_string, metadata_props, ...: skipped
-
-
-class _Strings(dict[bytes, str]):
-    """Decoded text by its bytes: ``strings[raw]`` decodes ``raw`` on first sight only."""
-
-    def __missing__(self, raw: bytes) -> str:
-        text = self[raw] = raw.decode("utf-8", "replace")
-        return text
 
 
 #: TensorProto fields whose wire type is checked: their names, for the error
