@@ -282,6 +282,7 @@ class _Builder:
         # external-data files resolved once per file, not once per initializer
         folder = None if is_remote(self.path) else Path(self.path).resolve().parent
         self.external_sizes: dict[Path, int | OSError] = {}
+        shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape
         for init in self.g.initializers:
             name = init.name
             if name in graph.tensors:
@@ -289,19 +290,22 @@ class _Builder:
             owner = consumer.get(name)
             scope, _, local = name.rpartition(".")
             if DOTTED_NAME.match(name):
-                layer = scope
+                known = graph.layers.get(scope)
+                layer = scope if known is None else known.path  # the layer's own str
             elif owner is not None:
                 layer = owner
             else:
                 layer = ""
                 graph.notes.append(f"initializer {name} is used by no node")
+            shape = tuple(init.dims)
+            shape = shapes.setdefault(shape, shape)
             dtype = init.dtype
             is_buffer = local in BUFFER_NAMES or (dtype is not None and dtype not in FLOAT_DTYPES)
             tensor = Tensor(
                 name=name,
                 layer=layer,
                 role=TensorRole.BUFFER if is_buffer else TensorRole.PARAMETER,
-                shape=tuple(init.dims),
+                shape=shape,
                 dtype=dtype or f"onnx:{init.data_type}",
                 trainable_fact=NO_TRAINABILITY,
             )
