@@ -676,5 +676,6 @@ def _with_owners(graph: ModelGraph, order: list[str], first_reader: dict[str, st
                 emit(owner)
         emit(path)
     for path in graph.layers:
-        emit(path)
+        if path not in seen:
+            emit(path)
     return out

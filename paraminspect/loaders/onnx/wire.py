@@ -433,6 +433,13 @@ class _Walker:
                     t.name = name
                 elif number == 1:  # dims, packed
                     t.dims.extend(packed_varints(buf, pos, stop))
+                elif number == 9:  # raw_data: keep scalars only, skip the rest unread
+                    t.payload_bytes += v
+                    t.raw_offset = pos
+                    if v <= SMALL_VALUE_BYTES:
+                        t.small_raw = buf[pos:stop]  # type: ignore[assignment]
+                    else:
+                        self.skipped += v
                 else:
                     self.tensor_bytes(t, number, pos, v)
                 pos = stop
@@ -458,16 +465,10 @@ class _Walker:
         return t
 
     def tensor_bytes(self, t: TensorInfo, number: int, pos: int, n: int) -> None:
-        """A LEN field of a TensorProto: metadata is read, payloads are kept only when tiny."""
+        """A LEN field of a TensorProto other than the name, dims and raw_data: metadata is
+        read, payloads are kept only when tiny."""
         buf = self.buf
-        if number == 9:  # raw_data: keep scalars only, skip the rest unread
-            t.payload_bytes += n
-            t.raw_offset = pos
-            if n <= SMALL_VALUE_BYTES:
-                t.small_raw = buf[pos : pos + n]  # type: ignore[assignment]
-            else:
-                self.skip(n)
-        elif number == 13:
+        if number == 13:
             key, value = self.string_entry(pos, pos + n)
             if t.external_data is NO_ENTRIES:
                 t.external_data = {}
