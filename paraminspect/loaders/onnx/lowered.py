@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .wire import NodeInfo, TensorInfo
+from .records import NodeInfo, TensorInfo
 
 RANDOM_OPS = frozenset({
     "RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike", "Bernoulli",

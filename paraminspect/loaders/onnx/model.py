@@ -37,7 +37,8 @@ from ...kinds import BUFFER_NAMES, classify
 from ...sniff import Sniffed
 from ..dataflow import topological_order
 from .lowered import find_lowered
-from .wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
+from .records import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo
+from .wire import WireError, read_model
 
 #: op_type -> layer kind, for layers whose class the file does not name
 OP_KINDS: dict[str, LayerKind] = {
@@ -149,7 +150,7 @@ class _Builder:
         #: tensor-owning layer without nodes -> the node layer that first reads its tensors
         self.first_reader: dict[str, str] = {}
         self.remote_external = 0  #: external-data initializers of a remote model (not opened)
-        self.op_facts: dict[str, Fact] = {}
+        self.op_facts: dict[str, Fact] = {}  #: "ONNX op X" kind facts by op type
 
     def build(self) -> ModelGraph:
         graph = self.graph
@@ -223,7 +224,8 @@ class _Builder:
         graph.ensure_layer("")
         nodes = self.g.nodes
         scoped: list[Scope | None] = [
-            (node.metadata and _dynamo_scope(node)) or _legacy_scope(node) for node in nodes
+            (_dynamo_scope(node) if node.metadata else None) or _legacy_scope(node)
+            for node in nodes
         ]
         taken = {s[0] for s in scoped if s and s[0]}
         # A scope-less Constant joins the scope of the node that reads it (it is that node's
