@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .wire import NodeInfo, TensorInfo
+from .records import NodeInfo, TensorInfo
 
 RANDOM_OPS = frozenset({
     "RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike", "Bernoulli",
@@ -61,17 +61,17 @@ def find_lowered(
     nodes: list[NodeInfo], initializers: dict[str, TensorInfo], constants: dict[str, object]
 ) -> list[Lowered]:
     """Every lowered dropout and batch-statistics normalization in ``nodes``, one per scope."""
+    starts = [n for n in nodes if n.op_type in RANDOM_OPS or n.op_type == "ReduceMean"]
+    if not starts:
+        return []
     static = _static_tensors(nodes, initializers)
     readers: dict[str, list[NodeInfo]] = {}
-    producer: dict[str, NodeInfo] = {}
     for node in nodes:
         for name in node.inputs:
             if name:
                 readers.setdefault(name, []).append(node)
-        for name in node.outputs:
-            producer[name] = node
     found: dict[tuple[str, str], Lowered] = {}
-    for node in nodes:
+    for node in starts:
         if node.op_type in RANDOM_OPS:
             hit = _gated_by_mask(node, readers, static)
             if hit is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import LoadError
@@ -36,7 +37,8 @@ from ...kinds import BUFFER_NAMES, classify
 from ...sniff import Sniffed
 from ..dataflow import topological_order
 from .lowered import find_lowered
-from .wire import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo, WireError, read_model
+from .records import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo
+from .wire import WireError, read_model
 
 #: op_type -> layer kind, for layers whose class the file does not name
 OP_KINDS: dict[str, LayerKind] = {
@@ -106,6 +108,12 @@ WEIGHT_OPS = frozenset({
 })
 #: graph.metadata key: training-mode layers lowered into plain ops (read by train-mode rules)
 TRAIN_MODE_OPS = "train_mode_ops"
+#: ops whose node decides its layer's train/eval mode
+MODE_OPS = frozenset({"BatchNormalization", "Dropout"})
+#: the trainability fact of every initializer (one shared instance: Fact is frozen)
+NO_TRAINABILITY = Fact(Source.UNKNOWN, "ONNX stores no trainability")
+#: (layer path, module scopes, their classes) of a node
+Scope = tuple[str, Sequence[str], Sequence[str]]
 
 
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -133,6 +141,8 @@ class _Builder:
         self.g = model.graph
         self.graph = ModelGraph(path=str(path), format="onnx", content="export", framework="onnx")
         self.node_layer: list[str] = []  # node index -> layer path
+        #: layer path -> its BatchNormalization and Dropout nodes, in order
+        self.mode_nodes: dict[str, list[NodeInfo]] = {}
         self.node_layers: set[str] = set()
         self.initializers = {t.name: t for t in self.g.initializers}
         self.constants: dict[str, TensorInfo | int | float] = {}  # Constant node outputs
@@ -140,6 +150,7 @@ class _Builder:
         #: tensor-owning layer without nodes -> the node layer that first reads its tensors
         self.first_reader: dict[str, str] = {}
         self.remote_external = 0  #: external-data initializers of a remote model (not opened)
+        self.op_facts: dict[str, Fact] = {}  #: "ONNX op X" kind facts by op type
 
     def build(self) -> ModelGraph:
         graph = self.graph
@@ -211,72 +222,94 @@ class _Builder:
     def _assign_layers(self) -> None:
         graph = self.graph
         graph.ensure_layer("")
-        scoped: list[tuple[str, list[str], list[str]] | None] = []
-        for node in self.g.nodes:
-            scoped.append(_dynamo_scope(node) or _legacy_scope(node))
-        scope_paths = {s[0] for s in scoped if s and s[0]}
-        taken: set[str] = set(scope_paths)
+        nodes = self.g.nodes
+        scoped: list[Scope | None] = [
+            (_dynamo_scope(node) if node.metadata else None) or _legacy_scope(node)
+            for node in nodes
+        ]
+        taken = {s[0] for s in scoped if s and s[0]}
         # A scope-less Constant joins the scope of the node that reads it (it is that node's
         # literal argument, not a layer of its own).
-        readers: dict[str, int] = {}
-        for node in self.g.nodes:
-            for name in node.inputs:
-                readers.setdefault(name, node.index)
-        for node in self.g.nodes:
-            if node.op_type == "Constant" and not (scoped[node.index] or ("", 0, 0))[0]:
+        loose = [n for n in nodes if n.op_type == "Constant" and not (scoped[n.index] or ("",))[0]]
+        if loose:
+            readers: dict[str, int] = {}
+            for node in nodes:
+                for name in node.inputs:
+                    readers.setdefault(name, node.index)
+            for node in loose:
                 reader = readers.get(node.outputs[0]) if node.outputs else None
-                if reader is not None and scoped[reader] and scoped[reader][0]:  # type: ignore[index]
-                    scoped[node.index] = (scoped[reader][0], [], [])  # type: ignore[index]
-        for node, scope in zip(self.g.nodes, scoped, strict=True):
+                scope = scoped[reader] if reader is not None else None
+                if scope and scope[0]:
+                    scoped[node.index] = (scope[0], (), ())
+        ops: dict[str, list[str]] = {}  # layer path -> op types of its nodes
+        names: dict[str, list[str]] = {}  # layer path -> node names
+        for node, scope in zip(nodes, scoped, strict=True):
             if scope and scope[0]:
                 path, scopes, classes = scope
-                layer = graph.ensure_layer(path)
-                for scope_path, cls in zip(scopes, classes, strict=False):
-                    if cls and scope_path in graph.layers:
-                        graph.layers[scope_path].class_name = cls
+                graph.ensure_layer(path)
+                if classes:
+                    for scope_path, cls in zip(scopes, classes, strict=False):
+                        if cls and scope_path in graph.layers:
+                            graph.layers[scope_path].class_name = cls
             else:
                 if scope and scope[2]:  # a root-scope node still names the model class
                     graph.root.class_name = graph.root.class_name or scope[2][0]
                 path = _unique(_standalone_name(node), taken)
                 taken.add(path)
-                layer = graph.ensure_layer(path)
+                graph.ensure_layer(path)
             self.node_layer.append(path)
-            self.node_layers.add(path)
-            layer.attrs.setdefault("ops", []).append(node.op_type)  # type: ignore[union-attr]
-            layer.attrs.setdefault("nodes", []).append(node.name or f"#{node.index}")  # type: ignore[union-attr]
+            if path in ops:
+                ops[path].append(node.op_type)
+                names[path].append(node.name or f"#{node.index}")
+            else:
+                ops[path] = [node.op_type]
+                names[path] = [node.name or f"#{node.index}"]
+            if node.op_type in MODE_OPS:
+                self.mode_nodes.setdefault(path, []).append(node)
+        self.node_layers = set(self.node_layer)
+        for path, layer_ops in ops.items():
+            attrs = graph.layers[path].attrs
+            attrs["ops"] = layer_ops
+            attrs["nodes"] = names[path]
 
     # -- tensors ----------------------------------------------------------------------------
     def _initializers(self) -> None:
         graph = self.graph
+        initializers = self.initializers
         consumer: dict[str, str] = {}
         for node, layer in zip(self.g.nodes, self.node_layer, strict=True):
             for name in node.inputs:
-                if name in self.initializers:
-                    consumer.setdefault(name, layer)
+                if name in initializers and name not in consumer:
+                    consumer[name] = layer
         # external-data files resolved once per file, not once per initializer
         folder = None if is_remote(self.path) else Path(self.path).resolve().parent
         self.external_sizes: dict[Path, int | OSError] = {}
+        shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape
         for init in self.g.initializers:
-            if init.name in graph.tensors:
-                raise LoadError(f"two initializers are named {init.name!r}")
-            owner = consumer.get(init.name)
-            if DOTTED_NAME.match(init.name):
-                layer = init.name.rsplit(".", 1)[0]
+            name = init.name
+            if name in graph.tensors:
+                raise LoadError(f"two initializers are named {name!r}")
+            owner = consumer.get(name)
+            scope, _, local = name.rpartition(".")
+            if DOTTED_NAME.match(name):
+                known = graph.layers.get(scope)
+                layer = scope if known is None else known.path  # the layer's own str
             elif owner is not None:
                 layer = owner
             else:
                 layer = ""
-                graph.notes.append(f"initializer {init.name} is used by no node")
-            local = init.name.rsplit(".", 1)[-1]
+                graph.notes.append(f"initializer {name} is used by no node")
+            shape = tuple(init.dims)
+            shape = shapes.setdefault(shape, shape)
             dtype = init.dtype
             is_buffer = local in BUFFER_NAMES or (dtype is not None and dtype not in FLOAT_DTYPES)
             tensor = Tensor(
-                name=init.name,
+                name=name,
                 layer=layer,
                 role=TensorRole.BUFFER if is_buffer else TensorRole.PARAMETER,
-                shape=tuple(init.dims),
+                shape=shape,
                 dtype=dtype or f"onnx:{init.data_type}",
-                trainable_fact=Fact(Source.UNKNOWN, "ONNX stores no trainability"),
+                trainable_fact=NO_TRAINABILITY,
             )
             tensor.origin = init
             graph.add_tensor(tensor)
@@ -291,17 +324,20 @@ class _Builder:
         """Weights kept in Constant nodes instead of initializers: literals of the inference
         graph, so frozen by construction. Counted where a weight-bearing op (or the Add of its
         bias) reads them; small literals (rates, shapes, epsilons) are not parameters."""
+        candidates = [
+            (name, value) for name, value in self.constants.items()
+            if isinstance(value, TensorInfo) and value.dtype in FLOAT_DTYPES and value.dims
+            and name not in self.graph.tensors
+        ]
+        if not candidates:
+            return
         producer = {o: n for n in self.g.nodes for o in n.outputs if o}
         readers: dict[str, list[NodeInfo]] = {}
         for node in self.g.nodes:
             for name in node.inputs:
                 readers.setdefault(name, []).append(node)
         fact = Fact(Source.INFERRED, "a Constant node of the ONNX graph: an inference-only literal")
-        for name, value in self.constants.items():
-            if not isinstance(value, TensorInfo) or value.dtype not in FLOAT_DTYPES:
-                continue
-            if not value.dims or name in self.graph.tensors:
-                continue
+        for name, value in candidates:
             users = readers.get(name, [])
             if not any(
                 u.op_type in WEIGHT_OPS or (u.op_type == "Add" and any(
@@ -373,13 +409,17 @@ class _Builder:
     # -- kinds and modes --------------------------------------------------------------------
     def _kinds_and_modes(self) -> None:
         graph = self.graph
-        by_layer: dict[str, list[NodeInfo]] = {}
-        for node, path in zip(self.g.nodes, self.node_layer, strict=True):
-            by_layer.setdefault(path, []).append(node)
         for path, layer in graph.layers.items():
-            nodes = by_layer.get(path, [])
-            self._kind(layer, nodes)
-            for node in nodes:
+            ops: list[str] | None = layer.attrs.get("ops")  # type: ignore[assignment]
+            if ops is None:  # a layer without nodes of its own
+                if layer.class_name:
+                    self._kind(layer, [])
+                continue
+            self._kind(layer, ops)
+            bn = None
+            for node in self.mode_nodes.get(path, ()):
+                if bn is None and node.op_type == "BatchNormalization":
+                    bn = node
                 mode, fact = self._node_mode(node)
                 if mode is Mode.UNKNOWN and fact is None:
                     continue
@@ -387,16 +427,16 @@ class _Builder:
                     continue
                 if mode is Mode.TRAIN or layer.mode is Mode.UNKNOWN:
                     layer.mode, layer.mode_fact = mode, fact or Fact()
-            bn = [n for n in nodes if n.op_type == "BatchNormalization"]
-            for node in bn[:1]:
+            if bn is not None:
                 for attr in ("epsilon", "momentum"):
-                    if attr in node.attributes:
-                        layer.attrs[attr] = node.attributes[attr].value()
+                    if attr in bn.attributes:
+                        layer.attrs[attr] = bn.attributes[attr].value()
         for path in self.node_layers:
             layer = graph.layers[path]
+            if layer.kind is not LayerKind.BATCHNORM or not layer.class_name:
+                continue
             ops = layer.attrs.get("ops") or []
-            if (layer.kind is LayerKind.BATCHNORM and layer.class_name and "BatchNormalization"
-                    not in ops and "Conv" in ops):
+            if "BatchNormalization" not in ops and "Conv" in ops:
                 graph.notes.append(
                     f"{path}: the {layer.class_name.rsplit('.', 1)[-1]} was folded into a Conv by "
                     "the exporter (inference graph); its running statistics are gone"
@@ -405,7 +445,8 @@ class _Builder:
             if layer.kind is LayerKind.OTHER and layer.children and layer.path not in self.node_layers:
                 layer.kind = LayerKind.CONTAINER if layer.path else LayerKind.MODEL
 
-    def _kind(self, layer: Layer, nodes: list[NodeInfo]) -> None:
+    def _kind(self, layer: Layer, ops: list[str]) -> None:
+        """The layer's kind from its recorded class, else from its nodes' op types."""
         if layer.class_name:
             kind = classify(layer.class_name)
             if kind is not LayerKind.OTHER:
@@ -414,14 +455,25 @@ class _Builder:
                     Source.STORED, "module class recorded by the exporter (pkg.torch.onnx.class_hierarchy)"
                 )
                 return
-        kinds = {OP_KINDS[n.op_type]: n.op_type for n in nodes if n.op_type in OP_KINDS}
-        for kind in KIND_PRIORITY:
-            if kind in kinds:
-                layer.kind = kind
-                layer.kind_fact = Fact(Source.STORED, f"ONNX op {kinds[kind]}")
-                return
-        if nodes:
-            layer.kind_fact = Fact(Source.STORED, f"ONNX op {nodes[0].op_type}")
+        if len(ops) == 1:  # the common case, without the priority search
+            if ops[0] in OP_KINDS:
+                layer.kind = OP_KINDS[ops[0]]
+            layer.kind_fact = self._op_fact(ops[0])
+            return
+        kinds = {OP_KINDS[op]: op for op in ops if op in OP_KINDS}
+        if kinds:
+            kind = min(kinds, key=KIND_PRIORITY.index)
+            layer.kind = kind
+            layer.kind_fact = self._op_fact(kinds[kind])
+        elif ops:
+            layer.kind_fact = self._op_fact(ops[0])
+
+    def _op_fact(self, op_type: str) -> Fact:
+        """The fact "ONNX op X", one shared instance per op type (Fact is frozen)."""
+        fact = self.op_facts.get(op_type)
+        if fact is None:
+            fact = self.op_facts[op_type] = Fact(Source.STORED, f"ONNX op {op_type}")
+        return fact
 
     def _node_mode(self, node: NodeInfo) -> tuple[Mode, Fact | None]:
         if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx"):
@@ -517,7 +569,7 @@ def _literal_list(text: str | None) -> list[str] | None:
     return None
 
 
-def _dynamo_scope(node: NodeInfo) -> tuple[str, list[str], list[str]] | None:
+def _dynamo_scope(node: NodeInfo) -> Scope | None:
     """(layer path, module scopes, their classes) from the dynamo exporter's node metadata.
 
     Both lists end with the op itself (``'_native_batch_norm_legit_no_training'``,
@@ -535,14 +587,16 @@ def _dynamo_scope(node: NodeInfo) -> tuple[str, list[str], list[str]] | None:
     return path, modules, module_classes
 
 
-def _legacy_scope(node: NodeInfo) -> tuple[str, list[str], list[str]] | None:
+def _legacy_scope(node: NodeInfo) -> Scope | None:
     """``/backbone/blocks/blocks.0/conv/Conv_1`` -> ``backbone.blocks.0.conv``."""
     name = node.name
     if not name.startswith("/") or name.count("/") < 2:
         return None
     parts = name.split("/")[1:]
-    if not LEGACY_SUFFIX.match(parts[-1]) or any(not p for p in parts[:-1]):
+    if not LEGACY_SUFFIX.match(parts[-1]) or "" in parts:
         return None
+    if len(parts) == 2:
+        return parts[0], (), ()
     path: list[str] = []
     for part in parts[:-1]:
         # containers repeat their own name: /blocks/blocks.0 -> blocks.0
@@ -550,8 +604,7 @@ def _legacy_scope(node: NodeInfo) -> tuple[str, list[str], list[str]] | None:
             path[-1] = part
         else:
             path.append(part)
-    joined = ".".join(path)
-    return joined, [], []
+    return ".".join(path), (), ()
 
 
 def _standalone_name(node: NodeInfo) -> str:
@@ -602,21 +655,29 @@ def _with_owners(graph: ModelGraph, order: list[str], first_reader: dict[str, st
     layer (``backbone.conv`` holding weights folded into another scope's node) placed before the
     layer that first reads its tensors; layers nothing reads go last."""
     out: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = set()  # holds the ancestors of every path it holds
 
     def emit(path: str) -> None:
-        for anc in [*reversed(graph.ancestors(path)), path]:
-            if anc not in seen:
-                seen.add(anc)
-                out.append(anc)
+        """``path`` and those of its ancestors not yet out, outermost first."""
+        fresh = []
+        while path not in seen:
+            fresh.append(path)
+            if not path:
+                break
+            path = path.rsplit(".", 1)[0] if "." in path else ""
+        for anc in reversed(fresh):
+            seen.add(anc)
+            out.append(anc)
 
     waiting: dict[str, list[str]] = {}
     for owner, reader in first_reader.items():
         waiting.setdefault(reader, []).append(owner)
     for path in order:
-        for owner in sorted(waiting.get(path, [])):
-            emit(owner)
+        if path in waiting:
+            for owner in sorted(waiting[path]):
+                emit(owner)
         emit(path)
     for path in graph.layers:
-        emit(path)
+        if path not in seen:
+            emit(path)
     return out
