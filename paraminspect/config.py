@@ -118,7 +118,7 @@ class Settings(FrozenRecord):
             return False
         if path is not None:
             for pattern, codes in self.per_file_ignores:
-                if _path_matches(path, pattern, self.root) and _matches_any(code, name, codes):
+                if _matches_any(code, name, codes) and _path_matches(path, pattern, self.root):
                     return False
         return True
 

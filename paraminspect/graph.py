@@ -396,11 +396,9 @@ class ModelGraph(Record):
         ]
 
     def own_parameters(self, path: str) -> list[Tensor]:
-        return [
-            self.tensors[n]
-            for n in self.layers[path].tensors
-            if self.tensors[n].role is TensorRole.PARAMETER
-        ]
+        parameter = TensorRole.PARAMETER
+        return [t for t in map(self.tensors.__getitem__, self.layers[path].tensors)
+                if t.role is parameter]
 
     def ancestors(self, path: str) -> list[str]:
         """Paths of the enclosing layers, nearest first, ending with the root ``""``."""

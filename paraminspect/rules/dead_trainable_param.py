@@ -21,6 +21,8 @@ class DeadTrainableParam(Rule):
     )
 
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        if not any(t.trainable is Trainable.TRAINABLE for t in graph.tensors.values()):
+            return  # nothing trains: nothing can train in vain (and no walk of the edges)
         live = reaches_output(graph)
         if live is None:
             return

@@ -21,11 +21,16 @@ class FrozenHead(Rule):
     )
 
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
-        leaves = [path for path in graph.order if graph.own_parameters(path)]
+        leaves, states = [], []
+        for path in graph.order:
+            params = graph.own_parameters(path)
+            if params:
+                state = subtree_state(params)
+                if state is Trainable.UNKNOWN:
+                    return  # one layer the file cannot tell about: no claim on the head
+                leaves.append(path)
+                states.append(state)
         if len(leaves) < 2:
-            return
-        states = [subtree_state(graph.own_parameters(path)) for path in leaves]
-        if any(state is Trainable.UNKNOWN for state in states):
             return
         if has_dataflow(graph):
             yield from _check_edges(graph, leaves)
