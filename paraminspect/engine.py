@@ -17,7 +17,6 @@ from .findings import FileReport, Finding, Report, Summary, group_findings
 from .graph import ModelGraph, Source, TensorRole, Trainable
 from .io import remote_walk, restore_url
 from .loaders import MODEL_SUFFIXES, load
-from .loaders.runs import folder_kind, model_files
 from .other_formats import identify_folder
 from .rules import all_rules
 from .rules.base import Issue
@@ -176,6 +175,8 @@ def iter_model_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             continue
         path = Path(raw)
         if path.is_dir() and identify_folder(path) is None:
+            from .loaders.runs import folder_kind, model_files  # only a folder needs them
+
             failed: list[OSError] = []  # folders that cannot be listed are checked, and fail
             for folder, dirs, files in os.walk(path, onerror=failed.append):
                 while failed:

@@ -49,32 +49,28 @@ _EXACT: dict[str, LayerKind] = {
     "Softmax": LayerKind.ACTIVATION,
 }
 
-# Checked in order; the first pattern that matches the class name wins.
-_PATTERNS: list[tuple[re.Pattern[str], LayerKind]] = [
-    (re.compile(r"FrozenBatchNorm"), LayerKind.FROZEN_BATCHNORM),
-    (re.compile(r"BatchNorm|BatchNormalization"), LayerKind.BATCHNORM),
-    (re.compile(r"InstanceNorm"), LayerKind.INSTANCENORM),
-    (re.compile(r"LayerNorm"), LayerKind.LAYERNORM),
-    (re.compile(r"GroupNorm"), LayerKind.GROUPNORM),
-    (re.compile(r"RMSNorm|RmsNorm"), LayerKind.RMSNORM),
+# Checked in order; the first pattern that matches the class name wins. Compiled on the first
+# class name met: state dicts and safetensors have none.
+_PATTERN_SOURCES: tuple[tuple[str, LayerKind], ...] = (
+    (r"FrozenBatchNorm", LayerKind.FROZEN_BATCHNORM),
+    (r"BatchNorm|BatchNormalization", LayerKind.BATCHNORM),
+    (r"InstanceNorm", LayerKind.INSTANCENORM),
+    (r"LayerNorm", LayerKind.LAYERNORM),
+    (r"GroupNorm", LayerKind.GROUPNORM),
+    (r"RMSNorm|RmsNorm", LayerKind.RMSNORM),
+    (r"^(Lazy)?Conv(Transpose)?\d?[dD]?$|^Conv\dDTranspose$|^(Depthwise|Separable)Conv",
+     LayerKind.CONV),
+    (r"^(Alpha|Feature|Gaussian|Spatial)?Dropout\d?[dD]?$", LayerKind.DROPOUT),
+    (r"^(LSTM|GRU|RNN)(Cell)?$|^SimpleRNN|^Bidirectional$", LayerKind.RECURRENT),
+    (r"Pool(ing)?\d?[dD]?$", LayerKind.POOLING),
     (
-        re.compile(
-            r"^(Lazy)?Conv(Transpose)?\d?[dD]?$|^Conv\dDTranspose$|^(Depthwise|Separable)Conv"
-        ),
-        LayerKind.CONV,
-    ),
-    (re.compile(r"^(Alpha|Feature|Gaussian|Spatial)?Dropout\d?[dD]?$"), LayerKind.DROPOUT),
-    (re.compile(r"^(LSTM|GRU|RNN)(Cell)?$|^SimpleRNN|^Bidirectional$"), LayerKind.RECURRENT),
-    (re.compile(r"Pool(ing)?\d?[dD]?$"), LayerKind.POOLING),
-    (
-        re.compile(
-            r"^(ReLU\d*|LeakyReLU|PReLU|ELU|SELU|CELU|GELU|SiLU|Mish|Sigmoid|Tanh|Softplus|Softsign|"
-            r"Hardswish|Hardsigmoid|Hardtanh|LogSoftmax|Softmax2d|Threshold|Tanhshrink|Softshrink)$"
-        ),
+        r"^(ReLU\d*|LeakyReLU|PReLU|ELU|SELU|CELU|GELU|SiLU|Mish|Sigmoid|Tanh|Softplus|Softsign|"
+        r"Hardswish|Hardsigmoid|Hardtanh|LogSoftmax|Softmax2d|Threshold|Tanhshrink|Softshrink)$",
         LayerKind.ACTIVATION,
     ),
-    (re.compile(r"Embedding"), LayerKind.EMBEDDING),
-]
+    (r"Embedding", LayerKind.EMBEDDING),
+)
+_PATTERNS: list[tuple[re.Pattern[str], LayerKind]] = []
 
 
 def bare_class_name(qualified: str) -> str:
@@ -89,6 +85,8 @@ def classify(qualified_class_name: str | None) -> LayerKind:
     name = bare_class_name(qualified_class_name)
     if name in _EXACT:
         return _EXACT[name]
+    if not _PATTERNS:
+        _PATTERNS.extend((re.compile(source), kind) for source, kind in _PATTERN_SOURCES)
     for pattern, kind in _PATTERNS:
         if pattern.search(name):
             return kind

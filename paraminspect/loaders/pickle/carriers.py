@@ -8,7 +8,6 @@ nothing else. A file that is not a model is still walked.
 
 from __future__ import annotations
 
-import ast
 import io
 import struct
 import zipfile
@@ -134,6 +133,8 @@ def read_npy_header(stream: IO[bytes]) -> dict[str, Any]:
     if size > 1 << 20:
         raise LoadError(f".npy header of {size:,} bytes: corrupt or hostile")
     text = stream.read(size)
+    import ast  # the .npy header is a Python literal; only NumPy files need the parser
+
     try:
         header = ast.literal_eval(text.decode("latin-1"))
     except (ValueError, SyntaxError, MemoryError, RecursionError):

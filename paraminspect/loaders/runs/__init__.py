@@ -19,21 +19,32 @@ from pathlib import Path
 
 from ...errors import LoadError
 from ...graph import ModelGraph
-from . import accelerate, trainer, weights
 
-#: (kind function, files function, load function), most specific first
-RECOGNIZERS = (
-    (trainer.kind, trainer.files, trainer.load),
-    (accelerate.kind, accelerate.files, accelerate.load),
-    (weights.folder_kind, weights.model_files, weights.load),
-)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Recognizer = tuple[Callable[[Path], str | None], Callable[[Path], set[Path]],
+                       Callable[[Path], ModelGraph]]
+
+
+def recognizers() -> tuple[Recognizer, ...]:
+    """(kind function, files function, load function), most specific first. Imported on first
+    use: a single checkpoint file that reaches :mod:`.checkpoints` needs none of them."""
+    from . import accelerate, trainer, weights
+
+    return (
+        (trainer.kind, trainer.files, trainer.load),
+        (accelerate.kind, accelerate.files, accelerate.load),
+        (weights.folder_kind, weights.model_files, weights.load),
+    )
 
 
 def folder_kind(path: Path) -> str | None:
     """The layout of ``path`` when it is one model stored as a folder, else None."""
     if not path.is_dir():
         return None
-    for kind, _, _ in RECOGNIZERS:
+    for kind, _, _ in recognizers():
         found = kind(path)
         if found is not None:
             return found
@@ -42,7 +53,9 @@ def folder_kind(path: Path) -> str | None:
 
 def model_files(path: Path) -> set[Path]:
     """The files of a model folder that are parts of the model (other files are checked alone)."""
-    for kind, files, _ in RECOGNIZERS:
+    from . import trainer
+
+    for kind, files, _ in recognizers():
         if kind(path) is not None:
             # a save_model() output folder keeps training_args.bin beside the weights
             return files(path) | trainer.side_files(path)
@@ -50,7 +63,9 @@ def model_files(path: Path) -> set[Path]:
 
 
 def load_folder(path: Path) -> ModelGraph:
-    for kind, _, load in RECOGNIZERS:
+    from . import trainer, weights
+
+    for kind, _, load in recognizers():
         if kind(path) is not None:
             graph = load(path)
             if load is weights.load and trainer.side_files(path):
