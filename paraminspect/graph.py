@@ -351,6 +351,11 @@ class ModelGraph(Record):
         layer = layers.get(path)
         if layer is not None:
             return layer
+        parent = path.rpartition(".")[0]
+        if parent in layers:  # the common case when a loader walks names in order
+            layer = layers[path] = Layer(path)
+            layers[parent].children.append(path)
+            return layer
         missing = []  # path and its missing ancestors, deepest first
         while path not in layers:
             missing.append(path)

@@ -37,6 +37,7 @@ DTYPES: dict[str, tuple[str, int]] = {
     "F8_E8M0": ("float8_e8m0", 8), "F4": ("float4_e2m1", 4), "F6_E2M3": ("float6_e2m3", 6),
     "F6_E3M2": ("float6_e3m2", 6),
 }
+DTYPE_NAMES = {code: name for code, (name, _) in DTYPES.items()}
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "C64", "F8_E5M2", "F8_E4M3",
                           "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"})
 #: paraminspect's convention for carrying trainability in ``__metadata__`` (see module doc)
@@ -64,12 +65,11 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     tensors = graph.tensors
     parameter, buffer = TensorRole.PARAMETER, TensorRole.BUFFER
     owned: dict[str, list[str]] = {}
-    for name in sorted(entries):
-        dtype, shape = entries[name]
+    for name, (dtype, shape) in sorted(entries.items()):
         layer, _, local = name.rpartition(".")
         is_buffer = local in BUFFER_NAMES or dtype not in FLOAT_DTYPES
         tensors[name] = Tensor(name, layer, buffer if is_buffer else parameter, shape,
-                               DTYPES[dtype][0], Trainable.UNKNOWN, unknown)
+                               DTYPE_NAMES[dtype], Trainable.UNKNOWN, unknown)
         names = owned.get(layer)
         if names is None:
             owned[layer] = [name]
