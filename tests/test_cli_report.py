@@ -223,11 +223,15 @@ def test_unknown_command_and_option_are_usage_errors() -> None:
     assert run_cli("--version").stdout.startswith("paraminspect ")
 
 
-SLOW_IMPORTS = ("typer", "click", "pydantic", "rich", "tomllib", "hashlib", "torch", "numpy")
+#: what a check of one small torch file must not import: each costs milliseconds of start-up
+SLOW_IMPORTS = ("typer", "click", "pydantic", "rich", "tomllib", "hashlib", "torch", "numpy",
+                "dataclasses", "typing", "inspect", "ast", "multiprocessing", "concurrent.futures",
+                "paraminspect.loaders.runs.trainer", "paraminspect.loaders.runs.accelerate")
 
 
 def test_the_check_path_imports_only_what_it_needs(tmp_path: Path) -> None:
-    """`check small.pt` used to import typer's pydantic adapter and rich before reading a byte."""
+    """`check small.pt` used to import typer's pydantic adapter, rich, dataclasses (and with them
+    inspect and ast) and typing before reading a byte."""
     small = tmp_path / "small.pt"
     shutil.copy(CLEAN, small)
     probe = (
