@@ -129,7 +129,7 @@ def million_entries(path: Path) -> None:
 
 
 def many_folders(path: Path) -> None:
-    path.write_bytes(_raw_zip([f"d{i}/x" for i in range(150_000)]))
+    path.write_bytes(_raw_zip([f"d{i}/x" for i in range(350_000)]))
 
 
 def layer_names_attribute(path: Path) -> None:
@@ -162,7 +162,7 @@ BOMBS: dict[str, tuple[Callable[[Path], None], str, str | None]] = {
     "zip_entry_1gib": (zip_entry_bomb, "big.pt", "read limit"),
     "keras_config_1gib": (keras_config_bomb, "big.keras", "read limit"),
     "zip_million_entries": (million_entries, "many.zip", "entries"),
-    "zip_150k_folders": (many_folders, "folders.zip", "entries"),
+    "zip_350k_folders": (many_folders, "folders.zip", "entries"),
     "hdf5_million_layer_names": (layer_names_attribute, "names.h5", "attribute"),
     "keras_80k_chained_layers": (chained_keras_layers, "chain.keras", "layers"),
 }

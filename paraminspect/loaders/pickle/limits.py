@@ -23,7 +23,7 @@ class Limits:
     #: bytes of one pickle stream that are walked (torch keeps tensors outside the pickle)
     max_pickle_bytes: int = 1 << 30
     #: zip archives: entries listed, bytes read from one entry, and its compression ratio
-    max_zip_entries: int = 100_000
+    max_zip_entries: int = 300_000
     max_entry_bytes: int = 256 << 20
     max_compression_ratio: int = 200
     #: JSON documents read whole (Keras config.json, metadata.json)
