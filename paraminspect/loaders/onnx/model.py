@@ -633,7 +633,16 @@ def _legacy_scope(node: NodeInfo, suffixes: dict[str, bool]) -> Scope | None:
     """``/backbone/blocks/blocks.0/conv/Conv_1`` -> ``backbone.blocks.0.conv``. ``suffixes``
     remembers which last parts are op suffixes (a model repeats a few: ``Mul``, ``Conv``)."""
     name = node.name
-    if not name.startswith("/") or name.count("/") < 2:
+    if not name.startswith("/"):
+        return None
+    slashes = name.count("/")
+    if slashes == 2:  # /scope/Op: the common case, without the list work below
+        _, scope, suffix = name.split("/")
+        is_op = suffixes.get(suffix)
+        if is_op is None:
+            is_op = suffixes[suffix] = LEGACY_SUFFIX.match(suffix) is not None
+        return (scope, (), ()) if is_op and scope else None
+    if slashes < 2:
         return None
     parts = name.split("/")[1:]
     suffix = parts[-1]
@@ -642,8 +651,6 @@ def _legacy_scope(node: NodeInfo, suffixes: dict[str, bool]) -> Scope | None:
         is_op = suffixes[suffix] = LEGACY_SUFFIX.match(suffix) is not None
     if not is_op or "" in parts:
         return None
-    if len(parts) == 2:
-        return parts[0], (), ()
     path: list[str] = []
     for part in parts[:-1]:
         # containers repeat their own name: /blocks/blocks.0 -> blocks.0
