@@ -144,6 +144,7 @@ class _Builder:
         #: layer path -> its BatchNormalization and Dropout nodes, in order
         self.mode_nodes: dict[str, list[NodeInfo]] = {}
         self.node_layers: set[str] = set()
+        self.node_paths: list[str] = []
         self.initializers = {t.name: t for t in self.g.initializers}
         self.constants: dict[str, TensorInfo | int | float] = {}  # Constant node outputs
         self.opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))
@@ -282,6 +283,7 @@ class _Builder:
             if op_type in MODE_OPS:
                 mode_nodes.setdefault(path, []).append(node)
         self.node_layers = set(node_layer)
+        self.node_paths = list(seen)  # the node layers, in the order of their first nodes
 
     # -- tensors ----------------------------------------------------------------------------
     def _initializers(self) -> None:
@@ -443,7 +445,8 @@ class _Builder:
     # -- kinds and modes --------------------------------------------------------------------
     def _kinds_and_modes(self) -> None:
         graph = self.graph
-        node_layers, mode_nodes, op_facts = self.node_layers, self.mode_nodes, self.op_facts
+        node_layers, mode_nodes = self.node_layers, self.mode_nodes
+        singles: dict[str, tuple[LayerKind | None, Fact]] = {}  # op -> kind, fact of a lone op
         for path, layer in graph.layers.items():
             ops: list[str] | None = layer.attrs.get("ops")  # type: ignore[assignment]
             if ops is None:  # a layer without nodes of its own
@@ -452,11 +455,13 @@ class _Builder:
                 if layer.kind is LayerKind.OTHER and layer.children and path not in node_layers:
                     layer.kind = LayerKind.CONTAINER if path else LayerKind.MODEL
                 continue
-            if len(ops) == 1 and not layer.class_name and ops[0] in op_facts:
-                op = ops[0]  # the common case: _kind's result for an op seen before, inline
-                if op in OP_KINDS:
-                    layer.kind = OP_KINDS[op]
-                layer.kind_fact = op_facts[op]
+            if len(ops) == 1 and not layer.class_name:  # _kind's common case, inline
+                single = singles.get(ops[0])
+                if single is None:
+                    single = singles[ops[0]] = (OP_KINDS.get(ops[0]), self._op_fact(ops[0]))
+                if single[0] is not None:
+                    layer.kind = single[0]
+                layer.kind_fact = single[1]
             else:
                 self._kind(layer, ops)
             if path not in mode_nodes:
@@ -570,7 +575,7 @@ class _Builder:
                     edges[(src, path)] = None
         graph.edges = list(edges)
         graph.outputs = list(dict.fromkeys(producer[o] for o in self.g.outputs if o in producer))
-        graph.order, cyclic = topological_order(list(dict.fromkeys(self.node_layer)), graph.edges)
+        graph.order, cyclic = topological_order(self.node_paths, graph.edges)
         if cyclic:
             graph.notes.append(
                 "layer-level dataflow has cycles (a scope's ops interleave with another's); "

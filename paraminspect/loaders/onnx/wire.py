@@ -70,6 +70,7 @@ class _Walker:
         self.buf = buf
         self.skipped = 0
         self.strings: dict[bytes, str] = {}  #: decoded names and op types by their bytes
+        self.attribute_graphs = 0  #: subgraphs met in node attributes (kept or not)
 
     def text(self, pos: int, n: int) -> str:
         return self.buf[pos : pos + n].decode("utf-8", "replace")  # type: ignore[union-attr]
@@ -178,7 +179,8 @@ class _Walker:
             pos = stop  # doc_string, value_info, quantization_annotation, metadata_props: skipped
         if pos != end:
             raise overrun(pos)
-        g.subgraphs = sum(a.graphs for n in g.nodes for a in n.attributes.values())
+        if self.attribute_graphs:  # else no attribute held one: skip the pass over the nodes
+            g.subgraphs = sum(a.graphs for n in g.nodes for a in n.attributes.values())
         return g
 
     def node(self, pos: int, end: int, index: int) -> NodeInfo:
@@ -266,6 +268,7 @@ class _Walker:
                     a.tensors.append(self.tensor(at, stop))
                 elif number in (6, 11):  # subgraphs: counted, not walked
                     a.graphs += 1
+                    self.attribute_graphs += 1
                     self.skip(v)  # type: ignore[arg-type]
                 elif number == 21:
                     a.ref_attr_name = self.text(at, v)  # type: ignore[arg-type]
