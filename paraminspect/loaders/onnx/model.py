@@ -97,6 +97,10 @@ NAME_SCOPES = "pkg.torch.onnx.name_scopes"
 CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 #: a torch-style dotted parameter name: ``backbone.conv.weight``, ``layers.0.attn.q_proj.bias``
 DOTTED_NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
+#: the characters and first characters of an ASCII name that DOTTED_NAME matches when its dots
+#: separate non-empty parts (the test the loader tries before the regex)
+DOTTED_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+DOTTED_CHARS = "".join(sorted(DOTTED_START)) + "0123456789-."
 #: the legacy exporter's per-node suffix: ``Conv``, ``Conv_1``, ``Constant_3``
 LEGACY_SUFFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_\d+)?$")
 #: metadata lists longer than this are not parsed (they are Python-literal strings)
@@ -303,7 +307,10 @@ class _Builder:
                 raise LoadError(f"two initializers are named {name!r}")
             scope, _, local = name.rpartition(".")
             known = None
-            if DOTTED_NAME.match(name):
+            if (  # DOTTED_NAME without the regex for a plain ASCII name, else the regex decides
+                scope and local and not name.strip(DOTTED_CHARS) and name[0] in DOTTED_START
+                and ".." not in name
+            ) or DOTTED_NAME.match(name):
                 known = layers.get(scope)
                 layer = scope if known is None else known.path  # the layer's own str
                 owner = None
@@ -447,6 +454,7 @@ class _Builder:
         graph = self.graph
         node_layers, mode_nodes = self.node_layers, self.mode_nodes
         singles: dict[str, tuple[LayerKind | None, Fact]] = {}  # op -> kind, fact of a lone op
+        folded = False  # whether a node layer is a batch norm by its class (see below)
         for path, layer in graph.layers.items():
             ops: list[str] | None = layer.attrs.get("ops")  # type: ignore[assignment]
             if ops is None:  # a layer without nodes of its own
@@ -464,6 +472,7 @@ class _Builder:
                 layer.kind_fact = single[1]
             else:
                 self._kind(layer, ops)
+                folded = folded or (layer.kind is LayerKind.BATCHNORM and bool(layer.class_name))
             if path not in mode_nodes:
                 continue
             bn = None
@@ -481,7 +490,7 @@ class _Builder:
                 for attr in ("epsilon", "momentum"):
                     if attr in bn.attributes:
                         layer.attrs[attr] = bn.attributes[attr].value()
-        for path in node_layers:
+        for path in node_layers if folded else ():
             layer = graph.layers[path]
             if layer.kind is not LayerKind.BATCHNORM or not layer.class_name:
                 continue
