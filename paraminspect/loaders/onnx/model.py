@@ -12,10 +12,8 @@ train/eval behaviour of BatchNormalization (``training_mode``) and Dropout (its 
 
 from __future__ import annotations
 
-import ast
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import LoadError
@@ -38,6 +36,7 @@ from ...sniff import Sniffed
 from ..dataflow import topological_order
 from .lowered import find_lowered
 from .records import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo
+from .scopes import Scope, dynamo_scope, legacy_scope, standalone_name, unique
 from .wire import WireError, read_model
 
 #: op_type -> layer kind, for layers whose class the file does not name
@@ -93,18 +92,12 @@ FLOAT_DTYPES = frozenset({
     "float32", "float64", "float16", "bfloat16", "complex64", "complex128", "float8_e4m3fn",
     "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1", "float8_e8m0",
 })
-NAME_SCOPES = "pkg.torch.onnx.name_scopes"
-CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 #: a torch-style dotted parameter name: ``backbone.conv.weight``, ``layers.0.attn.q_proj.bias``
 DOTTED_NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
 #: the characters and first characters of an ASCII name that DOTTED_NAME matches when its dots
 #: separate non-empty parts (the test the loader tries before the regex)
 DOTTED_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 DOTTED_CHARS = "".join(sorted(DOTTED_START)) + "0123456789-."
-#: the legacy exporter's per-node suffix: ``Conv``, ``Conv_1``, ``Constant_3``
-LEGACY_SUFFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_\d+)?$")
-#: metadata lists longer than this are not parsed (they are Python-literal strings)
-MAX_LITERAL = 64 * 1024
 #: ops whose weight inputs are parameters when a Constant node (not an initializer) holds them
 WEIGHT_OPS = frozenset({
     "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization",
@@ -116,8 +109,6 @@ TRAIN_MODE_OPS = "train_mode_ops"
 MODE_OPS = frozenset({"BatchNormalization", "Dropout"})
 #: the trainability fact of every initializer (one shared instance: Fact is frozen)
 NO_TRAINABILITY = Fact(Source.UNKNOWN, "ONNX stores no trainability")
-#: (layer path, module scopes, their classes) of a node
-Scope = tuple[str, Sequence[str], Sequence[str]]
 
 
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -231,7 +222,7 @@ class _Builder:
         nodes = self.g.nodes
         suffixes: dict[str, bool] = {}  # legacy node-name suffix -> whether it is an op suffix
         scoped: list[Scope | None] = [
-            (_dynamo_scope(node) if node.metadata else None) or _legacy_scope(node, suffixes)
+            (dynamo_scope(node) if node.metadata else None) or legacy_scope(node, suffixes)
             for node in nodes
         ]
         taken = {s[0] for s in scoped if s and s[0]}
@@ -270,7 +261,7 @@ class _Builder:
             else:
                 if scope and scope[2]:  # a root-scope node still names the model class
                     graph.root.class_name = graph.root.class_name or scope[2][0]
-                path = _unique(_standalone_name(node), taken)
+                path = unique(standalone_name(node), taken)
                 taken.add(path)
                 graph.ensure_layer(path)
             node_layer.append(path)
@@ -611,82 +602,6 @@ def _bn_mode(node: NodeInfo) -> tuple[Mode, Fact]:
         mode = Mode.EVAL if test.i else Mode.TRAIN
         return mode, Fact(Source.STORED, f"is_test={test.i} in the ONNX node")
     return Mode.EVAL, Fact(Source.STORED, "single-output ONNX BatchNormalization without training_mode")
-
-
-def _literal_list(text: str | None) -> list[str] | None:
-    if not text or len(text) > MAX_LITERAL:
-        return None
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return list(value)
-    return None
-
-
-def _dynamo_scope(node: NodeInfo) -> Scope | None:
-    """(layer path, module scopes, their classes) from the dynamo exporter's node metadata.
-
-    Both lists end with the op itself (``'_native_batch_norm_legit_no_training'``,
-    ``'aten.linear.default'``); the entry before it is the innermost module.
-    """
-    scopes = _literal_list(node.metadata.get(NAME_SCOPES))
-    if not scopes:
-        return None
-    classes = _literal_list(node.metadata.get(CLASS_HIERARCHY)) or []
-    modules = scopes[:-1] if len(scopes) > 1 else scopes
-    module_classes = classes[: len(modules)] if len(classes) >= len(modules) else []
-    path = modules[-1] if modules else ""
-    if any(not p or p.startswith(".") or p.endswith(".") or ".." in p for p in modules[1:]):
-        return None
-    return path, modules, module_classes
-
-
-def _legacy_scope(node: NodeInfo, suffixes: dict[str, bool]) -> Scope | None:
-    """``/backbone/blocks/blocks.0/conv/Conv_1`` -> ``backbone.blocks.0.conv``. ``suffixes``
-    remembers which last parts are op suffixes (a model repeats a few: ``Mul``, ``Conv``)."""
-    name = node.name
-    if not name.startswith("/"):
-        return None
-    slashes = name.count("/")
-    if slashes == 2:  # /scope/Op: the common case, without the list work below
-        _, scope, suffix = name.split("/")
-        is_op = suffixes.get(suffix)
-        if is_op is None:
-            is_op = suffixes[suffix] = LEGACY_SUFFIX.match(suffix) is not None
-        return (scope, (), ()) if is_op and scope else None
-    if slashes < 2:
-        return None
-    parts = name.split("/")[1:]
-    suffix = parts[-1]
-    is_op = suffixes.get(suffix)
-    if is_op is None:
-        is_op = suffixes[suffix] = LEGACY_SUFFIX.match(suffix) is not None
-    if not is_op or "" in parts:
-        return None
-    path: list[str] = []
-    for part in parts[:-1]:
-        # containers repeat their own name: /blocks/blocks.0 -> blocks.0
-        if path and part.startswith(path[-1] + "."):
-            path[-1] = part
-        else:
-            path.append(part)
-    return ".".join(path), (), ()
-
-
-def _standalone_name(node: NodeInfo) -> str:
-    name = node.name.strip("/") if node.name else f"{node.op_type}_{node.index}"
-    return re.sub(r"[./]", "_", name) or f"{node.op_type}_{node.index}"
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    i = 1
-    while f"{name}_{i}" in taken:
-        i += 1
-    return f"{name}_{i}"
 
 
 def _payload_size(init: TensorInfo) -> int | None:
