@@ -99,10 +99,14 @@ def topological_order(
     forward can make the layer graph cyclic); a cycle is broken at the earliest layer.
     """
     rank = {path: i for i, path in enumerate(layers)}
-    if len(rank) == len(layers) and all(
-        rank[src] < rank[dst] for src, dst in edges if src in rank and dst in rank
-    ):  # already sorted: the heap below would return the given order
-        return list(layers), False
+    if len(rank) == len(layers):
+        at = rank.get
+        for src, dst in edges:
+            i, j = at(src), at(dst)
+            if i is not None and j is not None and i >= j:
+                break
+        else:  # already sorted: the heap below would return the given order
+            return list(layers), False
     indegree = dict.fromkeys(layers, 0)
     successors: dict[str, list[str]] = {path: [] for path in layers}
     for src, dst in edges:

@@ -12,10 +12,8 @@ train/eval behaviour of BatchNormalization (``training_mode``) and Dropout (its 
 
 from __future__ import annotations
 
-import ast
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from ...errors import LoadError
@@ -38,6 +36,7 @@ from ...sniff import Sniffed
 from ..dataflow import topological_order
 from .lowered import find_lowered
 from .records import DATA_TYPES, ModelInfo, NodeInfo, TensorInfo
+from .scopes import Scope, dynamo_scope, legacy_scope, standalone_name, unique
 from .wire import WireError, read_model
 
 #: op_type -> layer kind, for layers whose class the file does not name
@@ -93,14 +92,12 @@ FLOAT_DTYPES = frozenset({
     "float32", "float64", "float16", "bfloat16", "complex64", "complex128", "float8_e4m3fn",
     "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1", "float8_e8m0",
 })
-NAME_SCOPES = "pkg.torch.onnx.name_scopes"
-CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 #: a torch-style dotted parameter name: ``backbone.conv.weight``, ``layers.0.attn.q_proj.bias``
 DOTTED_NAME = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)+$")
-#: the legacy exporter's per-node suffix: ``Conv``, ``Conv_1``, ``Constant_3``
-LEGACY_SUFFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]*(_\d+)?$")
-#: metadata lists longer than this are not parsed (they are Python-literal strings)
-MAX_LITERAL = 64 * 1024
+#: the characters and first characters of an ASCII name that DOTTED_NAME matches when its dots
+#: separate non-empty parts (the test the loader tries before the regex)
+DOTTED_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+DOTTED_CHARS = "".join(sorted(DOTTED_START)) + "0123456789-."
 #: ops whose weight inputs are parameters when a Constant node (not an initializer) holds them
 WEIGHT_OPS = frozenset({
     "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization",
@@ -112,8 +109,6 @@ TRAIN_MODE_OPS = "train_mode_ops"
 MODE_OPS = frozenset({"BatchNormalization", "Dropout"})
 #: the trainability fact of every initializer (one shared instance: Fact is frozen)
 NO_TRAINABILITY = Fact(Source.UNKNOWN, "ONNX stores no trainability")
-#: (layer path, module scopes, their classes) of a node
-Scope = tuple[str, Sequence[str], Sequence[str]]
 
 
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -144,6 +139,7 @@ class _Builder:
         #: layer path -> its BatchNormalization and Dropout nodes, in order
         self.mode_nodes: dict[str, list[NodeInfo]] = {}
         self.node_layers: set[str] = set()
+        self.node_paths: list[str] = []
         self.initializers = {t.name: t for t in self.g.initializers}
         self.constants: dict[str, TensorInfo | int | float] = {}  # Constant node outputs
         self.opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))
@@ -221,10 +217,12 @@ class _Builder:
     # -- layers -----------------------------------------------------------------------------
     def _assign_layers(self) -> None:
         graph = self.graph
+        layers = graph.layers
         graph.ensure_layer("")
         nodes = self.g.nodes
+        suffixes: dict[str, bool] = {}  # legacy node-name suffix -> whether it is an op suffix
         scoped: list[Scope | None] = [
-            (_dynamo_scope(node) if node.metadata else None) or _legacy_scope(node)
+            (dynamo_scope(node) if node.metadata else None) or legacy_scope(node, suffixes)
             for node in nodes
         ]
         taken = {s[0] for s in scoped if s and s[0]}
@@ -241,84 +239,120 @@ class _Builder:
                 scope = scoped[reader] if reader is not None else None
                 if scope and scope[0]:
                     scoped[node.index] = (scope[0], (), ())
-        ops: dict[str, list[str]] = {}  # layer path -> op types of its nodes
-        names: dict[str, list[str]] = {}  # layer path -> node names
+        node_layer = self.node_layer
+        mode_nodes = self.mode_nodes
+        #: layer path -> (op types, node names) of its nodes: the lists its attrs hold
+        seen: dict[str, tuple[list[str], list[str]]] = {}
         for node, scope in zip(nodes, scoped, strict=True):
             if scope and scope[0]:
                 path, scopes, classes = scope
-                graph.ensure_layer(path)
+                if path not in layers:
+                    # ModelGraph.ensure_layer's one-step case inline; it does the rest
+                    parent = path.rpartition(".")[0]
+                    if parent in layers:
+                        layers[path] = Layer(path)
+                        layers[parent].children.append(path)
+                    else:
+                        graph.ensure_layer(path)
                 if classes:
                     for scope_path, cls in zip(scopes, classes, strict=False):
-                        if cls and scope_path in graph.layers:
-                            graph.layers[scope_path].class_name = cls
+                        if cls and scope_path in layers:
+                            layers[scope_path].class_name = cls
             else:
                 if scope and scope[2]:  # a root-scope node still names the model class
                     graph.root.class_name = graph.root.class_name or scope[2][0]
-                path = _unique(_standalone_name(node), taken)
+                path = unique(standalone_name(node), taken)
                 taken.add(path)
                 graph.ensure_layer(path)
-            self.node_layer.append(path)
-            if path in ops:
-                ops[path].append(node.op_type)
-                names[path].append(node.name or f"#{node.index}")
+            node_layer.append(path)
+            op_type = node.op_type
+            entry = seen.get(path)
+            if entry is None:
+                attrs = layers[path].attrs
+                attrs["ops"] = [op_type]
+                attrs["nodes"] = [node.name or f"#{node.index}"]
+                seen[path] = (attrs["ops"], attrs["nodes"])  # type: ignore[assignment]
             else:
-                ops[path] = [node.op_type]
-                names[path] = [node.name or f"#{node.index}"]
-            if node.op_type in MODE_OPS:
-                self.mode_nodes.setdefault(path, []).append(node)
-        self.node_layers = set(self.node_layer)
-        for path, layer_ops in ops.items():
-            attrs = graph.layers[path].attrs
-            attrs["ops"] = layer_ops
-            attrs["nodes"] = names[path]
+                entry[0].append(op_type)
+                entry[1].append(node.name or f"#{node.index}")
+            if op_type in MODE_OPS:
+                mode_nodes.setdefault(path, []).append(node)
+        self.node_layers = set(node_layer)
+        self.node_paths = list(seen)  # the node layers, in the order of their first nodes
 
     # -- tensors ----------------------------------------------------------------------------
     def _initializers(self) -> None:
         graph = self.graph
+        layers, tensors, node_layers = graph.layers, graph.tensors, self.node_layers
+        # the first node layer reading each initializer, found when an initializer needs it
+        consumer: dict[str, str] | None = None
+        # external-data files resolved once per file, not once per initializer
+        folder = None if is_remote(self.path) else Path(self.path).resolve().parent
+        self.external_sizes: dict[Path, int | OSError] = {}
+        shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape
+        types: dict[int, tuple[str, bool]] = {}  # data_type -> (dtype, not a float type)
+        parameter, buffer, unknown = TensorRole.PARAMETER, TensorRole.BUFFER, Trainable.UNKNOWN
+        for init in self.g.initializers:
+            name = init.name
+            if name in tensors:
+                raise LoadError(f"two initializers are named {name!r}")
+            scope, _, local = name.rpartition(".")
+            known = None
+            if (  # DOTTED_NAME without the regex for a plain ASCII name, else the regex decides
+                scope and local and not name.strip(DOTTED_CHARS) and name[0] in DOTTED_START
+                and ".." not in name
+            ) or DOTTED_NAME.match(name):
+                known = layers.get(scope)
+                layer = scope if known is None else known.path  # the layer's own str
+                owner = None
+                if layer not in node_layers:  # a tensor-only layer: who reads it first
+                    if consumer is None:
+                        consumer = self._consumers()
+                    owner = consumer.get(name)
+            else:
+                if consumer is None:
+                    consumer = self._consumers()
+                owner = consumer.get(name)
+                if owner is not None:
+                    layer = owner
+                else:
+                    layer = ""
+                    graph.notes.append(f"initializer {name} is used by no node")
+            shape = tuple(init.dims)
+            shape = shapes.setdefault(shape, shape)
+            data_type = init.data_type
+            kind = types.get(data_type)
+            if kind is None:
+                dtype = init.dtype
+                kind = types[data_type] = (
+                    dtype or f"onnx:{data_type}", dtype is not None and dtype not in FLOAT_DTYPES
+                )
+            tensor = Tensor(
+                name, layer, buffer if kind[1] or local in BUFFER_NAMES else parameter, shape,
+                kind[0], unknown, NO_TRAINABILITY, init,
+            )
+            if known is not None:  # ModelGraph.add_tensor without its second lookup
+                known.tensors.append(name)
+                tensors[name] = tensor
+            else:
+                graph.add_tensor(tensor)
+            if owner is not None and layer != owner and layer not in node_layers:
+                self.first_reader.setdefault(layer, owner)
+            if init.data_location == 1 or init.external_data:
+                if folder is not None:
+                    self._external(init, folder)
+                else:
+                    self.remote_external += 1
+
+    def _consumers(self) -> dict[str, str]:
+        """Initializer name -> the layer of the first node that reads it."""
         initializers = self.initializers
         consumer: dict[str, str] = {}
         for node, layer in zip(self.g.nodes, self.node_layer, strict=True):
             for name in node.inputs:
                 if name in initializers and name not in consumer:
                     consumer[name] = layer
-        # external-data files resolved once per file, not once per initializer
-        folder = None if is_remote(self.path) else Path(self.path).resolve().parent
-        self.external_sizes: dict[Path, int | OSError] = {}
-        shapes: dict[tuple[int, ...], tuple[int, ...]] = {}  # one tuple per distinct shape
-        for init in self.g.initializers:
-            name = init.name
-            if name in graph.tensors:
-                raise LoadError(f"two initializers are named {name!r}")
-            owner = consumer.get(name)
-            scope, _, local = name.rpartition(".")
-            if DOTTED_NAME.match(name):
-                known = graph.layers.get(scope)
-                layer = scope if known is None else known.path  # the layer's own str
-            elif owner is not None:
-                layer = owner
-            else:
-                layer = ""
-                graph.notes.append(f"initializer {name} is used by no node")
-            shape = tuple(init.dims)
-            shape = shapes.setdefault(shape, shape)
-            dtype = init.dtype
-            is_buffer = local in BUFFER_NAMES or (dtype is not None and dtype not in FLOAT_DTYPES)
-            tensor = Tensor(
-                name=name,
-                layer=layer,
-                role=TensorRole.BUFFER if is_buffer else TensorRole.PARAMETER,
-                shape=shape,
-                dtype=dtype or f"onnx:{init.data_type}",
-                trainable_fact=NO_TRAINABILITY,
-            )
-            tensor.origin = init
-            graph.add_tensor(tensor)
-            if owner is not None and layer != owner and layer not in self.node_layers:
-                self.first_reader.setdefault(layer, owner)
-            if (init.data_location == 1 or init.external_data) and folder is not None:
-                self._external(init, folder)
-            elif init.data_location == 1 or init.external_data:
-                self.remote_external += 1
+        return consumer
 
     def _constant_weights(self) -> None:
         """Weights kept in Constant nodes instead of initializers: literals of the inference
@@ -409,15 +443,31 @@ class _Builder:
     # -- kinds and modes --------------------------------------------------------------------
     def _kinds_and_modes(self) -> None:
         graph = self.graph
+        node_layers, mode_nodes = self.node_layers, self.mode_nodes
+        singles: dict[str, tuple[LayerKind | None, Fact]] = {}  # op -> kind, fact of a lone op
+        folded = False  # whether a node layer is a batch norm by its class (see below)
         for path, layer in graph.layers.items():
             ops: list[str] | None = layer.attrs.get("ops")  # type: ignore[assignment]
             if ops is None:  # a layer without nodes of its own
                 if layer.class_name:
                     self._kind(layer, [])
+                if layer.kind is LayerKind.OTHER and layer.children and path not in node_layers:
+                    layer.kind = LayerKind.CONTAINER if path else LayerKind.MODEL
                 continue
-            self._kind(layer, ops)
+            if len(ops) == 1 and not layer.class_name:  # _kind's common case, inline
+                single = singles.get(ops[0])
+                if single is None:
+                    single = singles[ops[0]] = (OP_KINDS.get(ops[0]), self._op_fact(ops[0]))
+                if single[0] is not None:
+                    layer.kind = single[0]
+                layer.kind_fact = single[1]
+            else:
+                self._kind(layer, ops)
+                folded = folded or (layer.kind is LayerKind.BATCHNORM and bool(layer.class_name))
+            if path not in mode_nodes:
+                continue
             bn = None
-            for node in self.mode_nodes.get(path, ()):
+            for node in mode_nodes[path]:
                 if bn is None and node.op_type == "BatchNormalization":
                     bn = node
                 mode, fact = self._node_mode(node)
@@ -431,7 +481,7 @@ class _Builder:
                 for attr in ("epsilon", "momentum"):
                     if attr in bn.attributes:
                         layer.attrs[attr] = bn.attributes[attr].value()
-        for path in self.node_layers:
+        for path in node_layers if folded else ():
             layer = graph.layers[path]
             if layer.kind is not LayerKind.BATCHNORM or not layer.class_name:
                 continue
@@ -441,9 +491,6 @@ class _Builder:
                     f"{path}: the {layer.class_name.rsplit('.', 1)[-1]} was folded into a Conv by "
                     "the exporter (inference graph); its running statistics are gone"
                 )
-        for layer in graph.layers.values():
-            if layer.kind is LayerKind.OTHER and layer.children and layer.path not in self.node_layers:
-                layer.kind = LayerKind.CONTAINER if layer.path else LayerKind.MODEL
 
     def _kind(self, layer: Layer, ops: list[str]) -> None:
         """The layer's kind from its recorded class, else from its nodes' op types."""
@@ -528,7 +575,7 @@ class _Builder:
                     edges[(src, path)] = None
         graph.edges = list(edges)
         graph.outputs = list(dict.fromkeys(producer[o] for o in self.g.outputs if o in producer))
-        graph.order, cyclic = topological_order(list(dict.fromkeys(self.node_layer)), graph.edges)
+        graph.order, cyclic = topological_order(self.node_paths, graph.edges)
         if cyclic:
             graph.notes.append(
                 "layer-level dataflow has cycles (a scope's ops interleave with another's); "
@@ -555,70 +602,6 @@ def _bn_mode(node: NodeInfo) -> tuple[Mode, Fact]:
         mode = Mode.EVAL if test.i else Mode.TRAIN
         return mode, Fact(Source.STORED, f"is_test={test.i} in the ONNX node")
     return Mode.EVAL, Fact(Source.STORED, "single-output ONNX BatchNormalization without training_mode")
-
-
-def _literal_list(text: str | None) -> list[str] | None:
-    if not text or len(text) > MAX_LITERAL:
-        return None
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return None
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return list(value)
-    return None
-
-
-def _dynamo_scope(node: NodeInfo) -> Scope | None:
-    """(layer path, module scopes, their classes) from the dynamo exporter's node metadata.
-
-    Both lists end with the op itself (``'_native_batch_norm_legit_no_training'``,
-    ``'aten.linear.default'``); the entry before it is the innermost module.
-    """
-    scopes = _literal_list(node.metadata.get(NAME_SCOPES))
-    if not scopes:
-        return None
-    classes = _literal_list(node.metadata.get(CLASS_HIERARCHY)) or []
-    modules = scopes[:-1] if len(scopes) > 1 else scopes
-    module_classes = classes[: len(modules)] if len(classes) >= len(modules) else []
-    path = modules[-1] if modules else ""
-    if any(not p or p.startswith(".") or p.endswith(".") or ".." in p for p in modules[1:]):
-        return None
-    return path, modules, module_classes
-
-
-def _legacy_scope(node: NodeInfo) -> Scope | None:
-    """``/backbone/blocks/blocks.0/conv/Conv_1`` -> ``backbone.blocks.0.conv``."""
-    name = node.name
-    if not name.startswith("/") or name.count("/") < 2:
-        return None
-    parts = name.split("/")[1:]
-    if not LEGACY_SUFFIX.match(parts[-1]) or "" in parts:
-        return None
-    if len(parts) == 2:
-        return parts[0], (), ()
-    path: list[str] = []
-    for part in parts[:-1]:
-        # containers repeat their own name: /blocks/blocks.0 -> blocks.0
-        if path and part.startswith(path[-1] + "."):
-            path[-1] = part
-        else:
-            path.append(part)
-    return ".".join(path), (), ()
-
-
-def _standalone_name(node: NodeInfo) -> str:
-    name = node.name.strip("/") if node.name else f"{node.op_type}_{node.index}"
-    return re.sub(r"[./]", "_", name) or f"{node.op_type}_{node.index}"
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    if name not in taken:
-        return name
-    i = 1
-    while f"{name}_{i}" in taken:
-        i += 1
-    return f"{name}_{i}"
 
 
 def _payload_size(init: TensorInfo) -> int | None:
@@ -676,7 +659,13 @@ def _with_owners(graph: ModelGraph, order: list[str], first_reader: dict[str, st
         if path in waiting:
             for owner in sorted(waiting[path]):
                 emit(owner)
-        emit(path)
+        if path in seen:
+            continue
+        if path and path.rpartition(".")[0] in seen:  # emit's one-step case, inline
+            seen.add(path)
+            out.append(path)
+        else:
+            emit(path)
     for path in graph.layers:
         if path not in seen:
             emit(path)

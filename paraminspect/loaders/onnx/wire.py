@@ -70,6 +70,7 @@ class _Walker:
         self.buf = buf
         self.skipped = 0
         self.strings: dict[bytes, str] = {}  #: decoded names and op types by their bytes
+        self.attribute_graphs = 0  #: subgraphs met in node attributes (kept or not)
 
     def text(self, pos: int, n: int) -> str:
         return self.buf[pos : pos + n].decode("utf-8", "replace")  # type: ignore[union-attr]
@@ -178,7 +179,8 @@ class _Walker:
             pos = stop  # doc_string, value_info, quantization_annotation, metadata_props: skipped
         if pos != end:
             raise overrun(pos)
-        g.subgraphs = sum(a.graphs for n in g.nodes for a in n.attributes.values())
+        if self.attribute_graphs:  # else no attribute held one: skip the pass over the nodes
+            g.subgraphs = sum(a.graphs for n in g.nodes for a in n.attributes.values())
         return g
 
     def node(self, pos: int, end: int, index: int) -> NodeInfo:
@@ -192,37 +194,47 @@ class _Walker:
         while pos < end:
             key = buf[pos]
             if key & 0x87 == LEN and key > 7 and pos + 1 < end and (n := buf[pos + 1]) < 0x80:
-                number = key >> 3  # one-byte key of a LEN field, one-byte length
-                stop = pos + 2 + n
+                stop = pos + 2 + n  # one-byte key of a LEN field, one-byte length
                 if stop > end:
-                    raise overclaim(number, pos, n)
+                    raise overclaim(key >> 3, pos, n)
                 pos += 2
             else:
                 number, wire, n, pos = head(buf, pos, end)  # type: ignore[assignment]
                 if wire != LEN:
                     continue
                 stop = pos + n
-            if number <= 2 or number == 4 or number == 7:  # input, output, op_type, domain
+                key = number << 3 | LEN  # the one-byte key of fields 1-15; >= 0x80 past them
+            # dispatched on the key byte: 0x0A input, 0x12 output, 0x1A name, 0x22 op_type,
+            # 0x2A attribute, 0x3A domain, 0x4A metadata_props
+            if key == 0x0A:
                 raw = buf[pos:stop]
                 text = known(raw)
                 if text is None:
                     text = strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
-                if number == 1:
-                    inputs.append(text)
-                elif number == 2:
-                    outputs.append(text)
-                elif number == 4:
+                inputs.append(text)
+            elif key == 0x12:
+                raw = buf[pos:stop]
+                text = known(raw)
+                if text is None:
+                    text = strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+                outputs.append(text)
+            elif key == 0x1A:
+                name = buf[pos:stop].decode("utf-8", "replace")  # type: ignore[union-attr]
+            elif key == 0x22 or key == 0x3A:
+                raw = buf[pos:stop]
+                text = known(raw)
+                if text is None:
+                    text = strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+                if key == 0x22:
                     op_type = text
                 else:
                     domain = text
-            elif number == 3:
-                name = buf[pos:stop].decode("utf-8", "replace")  # type: ignore[union-attr]
-            elif number == 5:
+            elif key == 0x2A:
                 attr = self.attribute(pos, stop)
                 if attributes is NO_ENTRIES:
                     attributes = {}
                 attributes[attr.name] = attr  # type: ignore[index]
-            elif number == 9:
+            elif key == 0x4A:
                 entry, value = self.string_entry(pos, stop)
                 if entry in NODE_METADATA_KEYS:
                     if metadata is NO_ENTRIES:
@@ -256,6 +268,7 @@ class _Walker:
                     a.tensors.append(self.tensor(at, stop))
                 elif number in (6, 11):  # subgraphs: counted, not walked
                     a.graphs += 1
+                    self.attribute_graphs += 1
                     self.skip(v)  # type: ignore[arg-type]
                 elif number == 21:
                     a.ref_attr_name = self.text(at, v)  # type: ignore[arg-type]
@@ -281,57 +294,91 @@ class _Walker:
     # -- TensorProto ------------------------------------------------------------------------
     def tensor(self, pos: int, end: int) -> TensorInfo:
         buf, strings = self.buf, self.strings
-        known = strings.get
         t = TensorInfo("", [], 0, 0, NO_ENTRIES)
         while pos < end:
             key = buf[pos]
             if key & 0x85 == 0 and key > 7 and pos + 1 < end and (v := buf[pos + 1]) < 0x80:
-                number, wire = key >> 3, key & 7  # one-byte key and value or length, VARINT or LEN
-                if wire == LEN and pos + 2 + v > end:
-                    raise overclaim(number, pos, v)
-                pos += 2
+                # one-byte key and value or length, VARINT or LEN; the usual fields of a
+                # weight inline: 0x08 dims, 0x10 data_type, 0x42 name, 0x4A raw_data
+                if key & LEN:
+                    stop = pos + 2 + v
+                    if stop > end:
+                        raise overclaim(key >> 3, pos, v)
+                    pos += 2
+                    if key == 0x42:
+                        raw = buf[pos:stop]
+                        name = strings.get(raw)
+                        if name is None:
+                            name = strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+                        t.name = name
+                        pos = stop
+                        continue
+                    if key == 0x4A and v <= SMALL_VALUE_BYTES:
+                        t.payload_bytes += v
+                        t.raw_offset = pos
+                        t.small_raw = buf[pos:stop]  # type: ignore[assignment]
+                        pos = stop
+                        continue
+                elif key == 0x08:
+                    t.dims.append(v)
+                    pos += 2
+                    continue
+                elif key == 0x10:
+                    t.data_type = v
+                    pos += 2
+                    continue
+                else:
+                    pos += 2
+                number, wire = key >> 3, key & 7
             else:
                 number, wire, v, pos = head(buf, pos, end)  # type: ignore[assignment]
-            if wire == LEN:
-                stop = pos + v
-                if number == 8:
-                    raw = buf[pos:stop]
-                    name = known(raw)
-                    if name is None:
-                        name = strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr]
-                    t.name = name
-                elif number == 1:  # dims, packed
-                    t.dims.extend(packed_varints(buf, pos, stop))
-                elif number == 9:  # raw_data: keep scalars only, skip the rest unread
-                    t.payload_bytes += v
-                    t.raw_offset = pos
-                    if v <= SMALL_VALUE_BYTES:
-                        t.small_raw = buf[pos:stop]  # type: ignore[assignment]
-                    else:
-                        self.skipped += v
-                else:
-                    self.tensor_bytes(t, number, pos, v)
-                pos = stop
-            elif number == 1:
-                _expect(number, wire, VARINT, "TensorProto.dims")
-                t.dims.append(signed(v))
-            elif number == 2:
-                _expect(number, wire, VARINT, "TensorProto.data_type")
-                t.data_type = v
-            elif number == 14:
-                _expect(number, wire, VARINT, "TensorProto.data_location")
-                t.data_location = v
-            elif number in (8, 9, 13):
-                _expect(number, wire, LEN, _TENSOR_LEN_FIELDS[number])
-            elif number in (5, 7, 11) and wire == VARINT:
-                t.small_ints = [*(t.small_ints or []), signed(v)]
-            elif number == 4 and wire == FIXED32:
-                t.small_floats = [*(t.small_floats or []), struct.unpack("<f", v)[0]]  # type: ignore[arg-type]
-            elif number == 10 and wire == FIXED64:
-                t.small_floats = [*(t.small_floats or []), struct.unpack("<d", v)[0]]  # type: ignore[arg-type]
+            pos = self.tensor_field(t, number, wire, v, pos)  # type: ignore[arg-type]
         if pos != end:
             raise overrun(pos)
         return t
+
+    def tensor_field(self, t: TensorInfo, number: int, wire: int, v: int | bytes, pos: int) -> int:
+        """Any field of a TensorProto (the loop in :meth:`tensor` does the usual ones inline):
+        ``v`` and ``pos`` as :func:`.buffer.head` returns them; returns the position after it."""
+        buf = self.buf
+        if wire == LEN:
+            stop = pos + v  # type: ignore[operator]
+            if number == 8:
+                raw = buf[pos:stop]
+                name = self.strings.get(raw)  # type: ignore[arg-type]
+                if name is None:
+                    name = self.strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr,index]
+                t.name = name
+            elif number == 1:  # dims, packed
+                t.dims.extend(packed_varints(buf, pos, stop))
+            elif number == 9:  # raw_data: keep scalars only, skip the rest unread
+                t.payload_bytes += v  # type: ignore[operator]
+                t.raw_offset = pos
+                if v <= SMALL_VALUE_BYTES:  # type: ignore[operator]
+                    t.small_raw = buf[pos:stop]  # type: ignore[assignment]
+                else:
+                    self.skipped += v  # type: ignore[operator]
+            else:
+                self.tensor_bytes(t, number, pos, v)  # type: ignore[arg-type]
+            return stop
+        if number == 1:
+            _expect(number, wire, VARINT, "TensorProto.dims")
+            t.dims.append(signed(v))  # type: ignore[arg-type]
+        elif number == 2:
+            _expect(number, wire, VARINT, "TensorProto.data_type")
+            t.data_type = v  # type: ignore[assignment]
+        elif number == 14:
+            _expect(number, wire, VARINT, "TensorProto.data_location")
+            t.data_location = v  # type: ignore[assignment]
+        elif number in (8, 9, 13):
+            _expect(number, wire, LEN, _TENSOR_LEN_FIELDS[number])
+        elif number in (5, 7, 11) and wire == VARINT:
+            t.small_ints = [*(t.small_ints or []), signed(v)]  # type: ignore[arg-type]
+        elif number == 4 and wire == FIXED32:
+            t.small_floats = [*(t.small_floats or []), struct.unpack("<f", v)[0]]  # type: ignore[arg-type]
+        elif number == 10 and wire == FIXED64:
+            t.small_floats = [*(t.small_floats or []), struct.unpack("<d", v)[0]]  # type: ignore[arg-type]
+        return pos
 
     def tensor_bytes(self, t: TensorInfo, number: int, pos: int, n: int) -> None:
         """A LEN field of a TensorProto other than the name, dims and raw_data: metadata is
