@@ -300,11 +300,18 @@ _SECOND = '{"dtype":"F32","shape":[],"data_offsets":[4,8]}'
     '{"a\x00":' + _ENTRY + "}",  # a raw control character, refused by JSON
     '{"a":' + _ENTRY.replace("[0,4]", "[00,4]") + "}",  # a leading zero, refused by JSON
     '{"a":' + _ENTRY.replace("[0,4]", "[0,04]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[,4]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,4,]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,4.0]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,\u0664]") + "}",  # an Arabic-Indic digit
     '{"a":' + _ENTRY + ',"a":' + _SECOND + "}",  # a repeated name
     '{"__metadata__":' + _ENTRY + "}",
     '{"a":' + _ENTRY + ',"__metadata__":' + _SECOND + "}",  # metadata not first
     '{"a":' + _ENTRY + ',"__metadata__":{}}',
     '{"__metadata__":{"k":"v","k":"w"},"a":' + _ENTRY + "}",
+    '{"__metadata__"x{"k":"v"},"a":' + _ENTRY + "}",
+    '{"__metadata__":{"k":"v"},"a":' + _ENTRY + "}",  # fine
     '{"__metadata__":{"k":{"n":"m"}},"a":' + _ENTRY + "}",
     '{"a":' + _ENTRY + "}\x0c",  # not JSON whitespace
     '{"a":' + _ENTRY + "} ",  # fine: JSON whitespace

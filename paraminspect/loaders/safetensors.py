@@ -40,6 +40,7 @@ DTYPES: dict[str, tuple[str, int]] = {
     "F6_E3M2": ("float6_e3m2", 6),
 }
 DTYPE_NAMES = {code: name for code, (name, _) in DTYPES.items()}
+BITS = {code: bits for code, (_, bits) in DTYPES.items()}
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "C64", "F8_E5M2", "F8_E4M3",
                           "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"})
 NON_FLOAT = frozenset(DTYPES) - FLOAT_DTYPES
@@ -175,8 +176,6 @@ def _parse_json(text: str, data_size: int) -> Columns:
 _FIXED = ((1, ":{"), (2, "dtype"), (3, ":"), (5, ","), (6, "shape"), (8, "data_offsets"))
 _SHAPE = re.compile(r":\[((?:0|[1-9][0-9]{0,18})(?:,(?:0|[1-9][0-9]{0,18}))*)?\],")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
-_SPACES = str.maketrans(":[]},", "     ")
-_LEADING_ZERO = re.compile(r"[\[,]0[0-9]")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
@@ -200,10 +199,11 @@ def _parse_canonical(text: str, data_size: int) -> Columns | None:
     metadata = None
     if len(parts) > 2 and parts[1] == "__metadata__":
         end = next((i for i in range(2, len(parts), 2) if "}" in parts[i]), 0)
-        if not end or parts[end] != "},":
+        if not end or parts[end] != "}," or not parts[2].startswith(":{"):
             return None
-        try:
-            metadata = json.loads('"'.join(parts[2:end + 1])[1:-1], object_pairs_hook=_no_duplicates)
+        try:  # the text from the ``{`` after ``"__metadata__":`` to the first ``}`` after it
+            value = '"'.join(parts[2:end + 1])[1:-1]
+            metadata = json.loads(value, object_pairs_hook=_no_duplicates)
         except ValueError:
             return None
         if type(metadata) is not dict or set(map(type, metadata.values())) - {str}:
@@ -218,27 +218,31 @@ def _parse_canonical(text: str, data_size: int) -> Columns | None:
             return None
     names, dtypes, shape_parts = rest[0::10], rest[4::10], rest[7::10]
     if len(set(names)) != count or "__metadata__" in names or _CONTROL.search("".join(names)):
-        return None
+        return None  # JSON refuses raw control characters in strings
     if not set(dtypes) <= DTYPES.keys():
         return None
     numbers = "".join(rest[9::10])
     if not numbers.isascii() or numbers.translate(_NO_DIGITS) != ":[,]}," * count:
         return None
-    tokens = numbers.translate(_SPACES).split()
-    if len(tokens) != 2 * count or max(map(len, tokens)) > 19 or _LEADING_ZERO.search(numbers):
+    # ``:[B,E]},`` each: a number starts after ``[`` or ``,``; JSON refuses a leading zero
+    if numbers.count("[0") != numbers.count("[0,") or numbers.count(",0") != numbers.count(",0]"):
+        return None
+    tokens = numbers[2:-3].replace("]},:[", ",").split(",")
+    if len(tokens) != 2 * count or "" in tokens or max(map(len, tokens)) > 19:
         return None
     shape_of: dict[str, tuple[int, ...]] = {}
+    numel_of: dict[str, int] = {}
     for piece in set(shape_parts):
         match = _SHAPE.fullmatch(piece)
         if match is None:
             return None
-        shape_of[piece] = tuple(map(int, match[1].split(","))) if match[1] else ()
-    shapes = list(map(shape_of.__getitem__, shape_parts))
+        shape_of[piece] = shape = tuple(map(int, match[1].split(","))) if match[1] else ()
+        numel_of[piece] = prod(shape)
     bounds = list(map(int, tokens))
-    bits = map(mul, map(prod, shapes), map(itemgetter(1), map(DTYPES.__getitem__, dtypes)))
+    bits = map(mul, map(numel_of.__getitem__, shape_parts), map(BITS.__getitem__, dtypes))
     if not _sizes_and_tiling(bounds[0::2], bounds[1::2], bits, data_size):
         return None
-    return metadata, names, dtypes, shapes
+    return metadata, names, dtypes, list(map(shape_of.__getitem__, shape_parts))
 
 
 def _parse_header(text: str) -> object:
