@@ -106,7 +106,9 @@ def _build(graph: ModelGraph, names: list[str], dtypes: list[str],
     # groups when no owner comes back after another (usual: names are sorted); else a dict.
     starts = [0, *compress(range(1, len(owners)), map(ne, owners, owners[1:]))]
     paths = list(map(owners.__getitem__, starts))
-    if len(set(paths)) == len(paths):
+    if len(paths) == len(names):  # one tensor per layer
+        groups = [[name] for name in names]
+    elif len(set(paths)) == len(paths):
         groups = list(map(names.__getitem__, map(slice, starts, [*starts[1:], len(names)])))
     else:
         owned: dict[str, list[str]] = {}
@@ -115,15 +117,15 @@ def _build(graph: ModelGraph, names: list[str], dtypes: list[str],
         paths, groups = list(owned), list(owned.values())
     layers, ensure = graph.layers, graph.ensure_layer
     parents = map(itemgetter(0), map(str.rpartition, paths, repeat(".")))
-    for path, parent, names_ in zip(paths, parents, groups):
-        layer = layers.get(path)
-        if layer is not None:  # the root, or created earlier as an ancestor
-            layer.tensors.extend(names_)
+    for path, parent, layer, names_ in zip(paths, parents, map(Layer, paths), groups):
+        if path in layers:  # the root, or created earlier as an ancestor
+            layers[path].tensors.extend(names_)
             continue
         above = layers.get(parent)
         if above is None:
             above = ensure(parent)
-        layers[path] = Layer(path, tensors=names_)
+        layer.tensors = names_
+        layers[path] = layer
         above.children.append(path)
 
 
@@ -176,7 +178,6 @@ def _parse_json(text: str, data_size: int) -> Columns:
 _FIXED = ((1, ":{"), (2, "dtype"), (3, ":"), (5, ","), (6, "shape"), (8, "data_offsets"))
 _SHAPE = re.compile(r":\[((?:0|[1-9][0-9]{0,18})(?:,(?:0|[1-9][0-9]{0,18}))*)?\],")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
-_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _parse_canonical(text: str, data_size: int) -> Columns | None:
@@ -217,8 +218,8 @@ def _parse_canonical(text: str, data_size: int) -> Columns | None:
         if rest[offset::10].count(piece) != count:
             return None
     names, dtypes, shape_parts = rest[0::10], rest[4::10], rest[7::10]
-    if len(set(names)) != count or "__metadata__" in names or _CONTROL.search("".join(names)):
-        return None  # JSON refuses raw control characters in strings
+    if len(set(names)) != count or "__metadata__" in names or not "".join(names).isprintable():
+        return None  # JSON refuses raw control characters in strings (not printable)
     if not set(dtypes) <= DTYPES.keys():
         return None
     numbers = "".join(rest[9::10])
