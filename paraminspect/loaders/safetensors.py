@@ -94,9 +94,13 @@ def _build(graph: ModelGraph, names: list[str], dtypes: list[str],
         names = ordered
     splits = list(map(str.rpartition, names, repeat(".")))
     owners = list(map(itemgetter(0), splits))
-    buffers = map(or_, map(BUFFER_NAMES.__contains__, map(itemgetter(2), splits)),
-                  map(NON_FLOAT.__contains__, dtypes))
-    roles = map([TensorRole.PARAMETER, TensorRole.BUFFER].__getitem__, buffers)
+    locals_ = list(map(itemgetter(2), splits))
+    if BUFFER_NAMES.isdisjoint(locals_) and NON_FLOAT.isdisjoint(dtypes):
+        roles: Iterable[TensorRole] = repeat(TensorRole.PARAMETER)
+    else:
+        buffers = map(or_, map(BUFFER_NAMES.__contains__, locals_),
+                      map(NON_FLOAT.__contains__, dtypes))
+        roles = map([TensorRole.PARAMETER, TensorRole.BUFFER].__getitem__, buffers)
     # one shared (frozen) Fact for every tensor
     unknown = Fact(Source.UNKNOWN, "safetensors stores no trainability")
     graph.tensors.update(zip(names, map(
@@ -239,9 +243,14 @@ def _parse_canonical(text: str, data_size: int) -> Columns | None:
             return None
         shape_of[piece] = shape = tuple(map(int, match[1].split(","))) if match[1] else ()
         numel_of[piece] = prod(shape)
-    bounds = list(map(int, tokens))
+    begins, ends = tokens[0::2], tokens[1::2]
+    if begins[0] == "0" and begins[1:] == ends[:-1]:  # in file order: convert each bound once
+        ends = list(map(int, ends))
+        begins = [0, *ends[:-1]]
+    else:
+        begins, ends = list(map(int, begins)), list(map(int, ends))
     bits = map(mul, map(numel_of.__getitem__, shape_parts), map(BITS.__getitem__, dtypes))
-    if not _sizes_and_tiling(bounds[0::2], bounds[1::2], bits, data_size):
+    if not _sizes_and_tiling(begins, ends, bits, data_size):
         return None
     return metadata, names, dtypes, list(map(shape_of.__getitem__, shape_parts))
 
