@@ -226,8 +226,13 @@ def _parse_canonical(text: str, data_size: int) -> Columns | None:
         return None  # JSON refuses raw control characters in strings (not printable)
     if not set(dtypes) <= DTYPES.keys():
         return None
-    numbers = "".join(rest[9::10])
+    offsets = rest[9::10]
+    numbers = "".join(offsets)
+    # the digit-free skeleton of all of them, and each one starting with the only ``:`` of its
+    # own: then each is ``:[digits,digits]},`` (one piece may not carry its neighbour's numbers)
     if not numbers.isascii() or numbers.translate(_NO_DIGITS) != ":[,]}," * count:
+        return None
+    if not all(map(str.startswith, offsets, repeat(":["))):
         return None
     # ``:[B,E]},`` each: a number starts after ``[`` or ``,``; JSON refuses a leading zero
     if numbers.count("[0") != numbers.count("[0,") or numbers.count(",0") != numbers.count(",0]"):
