@@ -177,3 +177,158 @@ def test_safetensors_fast_validation_agrees_with_the_exact_one(
     except LoadError:
         exact = None
     assert _validate_columns(header, data_size) == exact
+
+
+_NAMES = st.one_of(
+    st.sampled_from(["a.weight", "a.bias", "b.0.weight", "__metadata__", "a", "", "a.b.c",
+                     'q"x', "back\\slash", "tab\tname", "\u00e9t\u00e9.w", "\U0001f600", "\x7f",
+                     "a\u2028b", ":{", '":{"dtype', "0", "]},"]),
+    st.text(max_size=6),
+)
+
+
+@st.composite
+def _valid_safetensors_headers(draw: st.DrawFn) -> tuple[dict[str, object], int]:
+    header: dict[str, object] = {}
+    position = 0
+    for index in range(draw(st.integers(1, 4))):
+        shape = draw(st.lists(st.integers(0, 3), max_size=2))
+        size = 2
+        for dim in shape:
+            size *= dim
+        header[f"t{index}"] = {"dtype": "F16", "shape": shape,
+                               "data_offsets": [position, position + size]}
+        position += size
+    return header, position
+
+
+@st.composite
+def safetensors_texts(draw: st.DrawFn) -> tuple[str, int]:
+    """Header texts as the library writes them (compact, metadata first), as json.dumps writes
+    them, and spoiled by hand: whitespace, duplicates, escapes, odd names and numbers."""
+    import json
+
+    header, data_size = draw(st.one_of(safetensors_headers(), _valid_safetensors_headers()))
+    names = draw(st.lists(_NAMES, min_size=len(header), max_size=len(header)))
+    renamed = dict(zip(names, header.values()))  # a repeated name drops an entry
+    if draw(st.booleans()):
+        metadata = draw(st.sampled_from([
+            {}, {"format": "pt"}, {"format": "pt", "x": "y\\z"}, {"k": 1}, {"k": {"n": "m"}},
+            {"k": "a}b"}, {"k": "\u00e9"}, [], "s",
+        ]))
+        renamed = {"__metadata__": metadata, **renamed}
+    compact = draw(st.booleans())
+    text = json.dumps(renamed, separators=(",", ":") if compact else None,
+                      ensure_ascii=draw(st.booleans()))
+    spoil = draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 8, 8, 9, 9, 9]))
+    if spoil and text:
+        at = draw(st.integers(0, len(text)))
+        if spoil == 1:
+            text = text[:at] + draw(st.sampled_from([" ", "\n", "\t", "\x00", "\\", '"', ","]))
+            text += text[at:]
+        elif spoil == 2:
+            text = text[:at] + text[at + 1:]
+        elif spoil == 3:  # a number with a leading zero, a sign, an exponent, many digits
+            text = text.replace(
+                ":[", ":[" + draw(st.sampled_from(["0", "-", "1e", "9" * 25, "0.", "+"])), 1)
+        elif spoil == 4 and len(renamed) > 1:  # a repeated key, kept in the text
+            first = text.index(":")
+            text = text[:-1] + "," + text[1:first] + ':{"dtype":"U8","shape":[],' \
+                '"data_offsets":[0,1]}}'
+        elif spoil == 5:
+            text = text.replace('"dtype"', '"dtypf"', 1)
+        elif spoil == 6:
+            text += draw(st.sampled_from(["   ", " \n\t\r", "\x0c", " x", "}"]))
+        elif spoil == 7:  # keys of an entry in another order
+            text = text.replace('"shape"', '"tmp"').replace('"data_offsets"', '"shape"')
+            text = text.replace('"tmp"', '"data_offsets"')
+        elif spoil == 8:  # a raw control character in a name
+            control = draw(st.sampled_from("\x00\x1f\n\x7f"))
+            text = text.replace('":{"dtype"', control + '":{"dtype"', 1)
+        elif spoil == 9:  # a leading zero
+            old, new = draw(st.sampled_from([('s":[0,', 's":[00,'), (',"shape":[', ',"shape":[0'),
+                                             ('s":[0', 's":[01')]))
+            text = text.replace(old, new, 1)
+    return text, data_size
+
+
+@FAST
+@given(safetensors_texts())
+def test_safetensors_canonical_header_reading_agrees_with_json(case: tuple[str, int]) -> None:
+    """The column reader of the library's compact headers returns what json.loads plus the
+    validation return, or declines (None) and leaves the decision and the message to them."""
+    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
+
+    text, data_size = case
+    if not text.startswith("{"):
+        return
+    try:
+        expected = _parse_json(text, data_size)
+    except LoadError:
+        expected = None
+    got = _parse_canonical(text, data_size)
+    assert got is None or got == expected
+    if got is not None:
+        assert list(map(type, got[3])) == [tuple] * len(got[3])
+
+
+@FAST
+@given(safetensors_headers())
+def test_safetensors_compact_headers_take_the_column_reader(
+    case: tuple[dict[str, object], int],
+) -> None:
+    """A valid header written compactly, as the library writes it, never needs json.loads."""
+    import json
+
+    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
+
+    header, data_size = case
+    text = json.dumps({"__metadata__": {"format": "pt"}, **header}, separators=(",", ":"))
+    try:
+        expected = _parse_json(text + "  ", data_size)
+    except LoadError:
+        return
+    assert _parse_canonical(text + "  ", data_size) == expected
+
+
+_ENTRY = '{"dtype":"F32","shape":[],"data_offsets":[0,4]}'
+_SECOND = '{"dtype":"F32","shape":[],"data_offsets":[4,8]}'
+
+
+@pytest.mark.parametrize("text", [
+    '{"a\\u0062":' + _ENTRY + "}",  # an escape: the name is "ab"
+    '{"a\x00":' + _ENTRY + "}",  # a raw control character, refused by JSON
+    '{"a":' + _ENTRY.replace("[0,4]", "[00,4]") + "}",  # a leading zero, refused by JSON
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,04]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[,4]") + "}",
+    # the numbers of one entry carried by its neighbour: right skeleton overall, not JSON
+    '{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},:[4"b":{"dtype":"F32","shape":[],'
+    '"data_offsets",8]}}',
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,4,]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,4.0]") + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,\u0664]") + "}",  # an Arabic-Indic digit
+    '{"a":' + _ENTRY + ',"a":' + _SECOND + "}",  # a repeated name
+    '{"__metadata__":' + _ENTRY + "}",
+    '{"a":' + _ENTRY + ',"__metadata__":' + _SECOND + "}",  # metadata not first
+    '{"a":' + _ENTRY + ',"__metadata__":{}}',
+    '{"__metadata__":{"k":"v","k":"w"},"a":' + _ENTRY + "}",
+    '{"__metadata__"x{"k":"v"},"a":' + _ENTRY + "}",
+    '{"__metadata__":{"k":"v"},"a":' + _ENTRY + "}",  # fine
+    '{"__metadata__":{"k":{"n":"m"}},"a":' + _ENTRY + "}",
+    '{"a":' + _ENTRY + "}\x0c",  # not JSON whitespace
+    '{"a":' + _ENTRY + "} ",  # fine: JSON whitespace
+    '{"a":' + _ENTRY.replace("[],", "[1,1],") + "}",
+    '{"\u00e9":' + _ENTRY + "}",
+])
+def test_safetensors_column_reader_on_near_canonical_headers(text: str) -> None:
+    """Texts one step from the canonical form: the column reader declines or agrees."""
+    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
+
+    size = 8 if "8]" in text else 4
+    try:
+        expected = _parse_json(text, size)
+    except LoadError:
+        expected = None
+    got = _parse_canonical(text, size)
+    assert got is None or got == expected

@@ -144,3 +144,38 @@ def test_loading_imports_no_framework() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("names", [
+    ["a.b", "a.b.c", "a.bz"],  # layer a's tensors are not adjacent in name order
+    ["x", "y.w", "y.z.w", "y.b", "", ".w", "a..b", "z.0.w", "z.0.b", "z.10.w", "z.2.w"],
+    [f"m.{i}.p{j}.weight" for i in range(12) for j in range(3)][::-1],  # not in name order
+    ["m.0.weight", "m.0.bias", "m.0.running_var", "m.0.running_mean", "m.1.weight"],
+])
+@pytest.mark.parametrize("compact", [True, False])
+def test_layers_as_one_tensor_at_a_time_would_build_them(
+    tmp_path: Path, names: list[str], compact: bool,
+) -> None:
+    """The column-wise building equals adding tensors one by one in name order: layers and
+    their order, children, owned tensors; for the column reader and the json path alike."""
+    from paraminspect.graph import ModelGraph
+
+    header, position = {}, 0
+    for i, name in enumerate(names):  # contiguous, in header order
+        dtype, size = ("F32", 4) if i % 3 else ("I64", 8)
+        header[name] = _entry(dtype, [1], position, position + size)
+        position += size
+    text = json.dumps(header, separators=(",", ":") if compact else None).encode()
+    graph = paraminspect.load(_write(tmp_path / "m.safetensors", text, bytes(position)))
+    expected = ModelGraph(path="", format="safetensors")
+    expected.ensure_layer("")
+    for name in sorted(names):
+        expected.ensure_layer(name.rpartition(".")[0]).tensors.append(name)
+    assert list(graph.layers) == list(expected.layers)
+    for path, layer in expected.layers.items():
+        assert graph.layers[path].children == layer.children
+        assert graph.layers[path].tensors == layer.tensors
+    assert list(graph.tensors) == sorted(names)
+    assert [t.role.value for t in graph.tensors.values()] == [
+        "buffer" if header[n]["dtype"] == "I64" or n.endswith(("running_var", "running_mean"))
+        else "parameter" for n in sorted(names)]

@@ -12,14 +12,16 @@ order; without it the layer order is unknown and ``graph.order`` stays empty.
 from __future__ import annotations
 
 import json
+import re
 import struct
-from itertools import chain, repeat
+from collections.abc import Iterable
+from itertools import chain, compress, repeat
 from math import prod
-from operator import itemgetter, mul, sub
+from operator import itemgetter, mul, ne, or_, sub
 from pathlib import Path
 
 from ..errors import LoadError
-from ..graph import Fact, ModelGraph, OrderSource, Source, Tensor, TensorRole, Trainable
+from ..graph import Fact, Layer, ModelGraph, OrderSource, Source, Tensor, TensorRole, Trainable
 from ..io import open_binary
 from ..kinds import BUFFER_NAMES, infer_kinds_from_names
 from ..sniff import Sniffed
@@ -38,45 +40,27 @@ DTYPES: dict[str, tuple[str, int]] = {
     "F6_E3M2": ("float6_e3m2", 6),
 }
 DTYPE_NAMES = {code: name for code, (name, _) in DTYPES.items()}
+BITS = {code: bits for code, (_, bits) in DTYPES.items()}
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64", "C64", "F8_E5M2", "F8_E4M3",
                           "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"})
+NON_FLOAT = frozenset(DTYPES) - FLOAT_DTYPES
 #: paraminspect's convention for carrying trainability in ``__metadata__`` (see module doc)
 TRAINABLE_KEY = "paraminspect.trainable"
 
 
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     """Read a safetensors header. Raises LoadError where the safetensors library would refuse."""
-    header, data_size = _read_header(path)
-    metadata = header.pop("__metadata__", None)
-    if metadata is not None and (
-        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
-    ):
-        raise LoadError("safetensors __metadata__ must map strings to strings")
-    entries = _validate(header, data_size)
+    text, data_size = _read_header_text(path)
+    parsed = _parse_canonical(text, data_size) or _parse_json(text, data_size)
+    metadata, names, dtypes, shapes = parsed
 
     graph = ModelGraph(path=str(path), format="safetensors", content="state_dict",
                        framework="safetensors")
-    graph.metadata["tensors"] = len(entries)
+    graph.metadata["tensors"] = len(names)
     if metadata:
         graph.metadata["safetensors_metadata"] = dict(metadata)
     graph.ensure_layer("")
-    # The hot loop at 100,000 tensors: one shared (frozen) Fact, each layer created once.
-    unknown = Fact(Source.UNKNOWN, "safetensors stores no trainability")
-    tensors = graph.tensors
-    parameter, buffer = TensorRole.PARAMETER, TensorRole.BUFFER
-    owned: dict[str, list[str]] = {}
-    for name, (dtype, shape) in sorted(entries.items()):
-        layer, _, local = name.rpartition(".")
-        is_buffer = local in BUFFER_NAMES or dtype not in FLOAT_DTYPES
-        tensors[name] = Tensor(name, layer, buffer if is_buffer else parameter, shape,
-                               DTYPE_NAMES[dtype], Trainable.UNKNOWN, unknown)
-        names = owned.get(layer)
-        if names is None:
-            owned[layer] = [name]
-        else:
-            names.append(name)
-    for layer, names in owned.items():
-        graph.ensure_layer(layer).tensors.extend(names)
+    _build(graph, names, dtypes, shapes)
     infer_kinds_from_names(graph, "safetensors stores no layer classes")
     order = _apply_trainable_convention(graph, (metadata or {}).get(TRAINABLE_KEY))
     if order is not None:
@@ -94,7 +78,63 @@ def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     return graph
 
 
-def _read_header(path: Path) -> tuple[dict[str, object], int]:
+Columns = tuple[dict[str, str] | None, list[str], list[str], list[tuple[int, ...]]]
+
+
+def _build(graph: ModelGraph, names: list[str], dtypes: list[str],
+           shapes: list[tuple[int, ...]]) -> None:
+    """Tensors in name order, each layer created once with its tensors; the hot part at 100,000
+    tensors, so whole columns go through ``map`` and only layers take a Python step each."""
+    ordered = sorted(names)
+    if ordered != names:
+        position = {name: index for index, name in enumerate(names)}
+        index = list(map(position.__getitem__, ordered))
+        dtypes = list(map(dtypes.__getitem__, index))
+        shapes = list(map(shapes.__getitem__, index))
+        names = ordered
+    splits = list(map(str.rpartition, names, repeat(".")))
+    owners = list(map(itemgetter(0), splits))
+    locals_ = list(map(itemgetter(2), splits))
+    if BUFFER_NAMES.isdisjoint(locals_) and NON_FLOAT.isdisjoint(dtypes):
+        roles: Iterable[TensorRole] = repeat(TensorRole.PARAMETER)
+    else:
+        buffers = map(or_, map(BUFFER_NAMES.__contains__, locals_),
+                      map(NON_FLOAT.__contains__, dtypes))
+        roles = map([TensorRole.PARAMETER, TensorRole.BUFFER].__getitem__, buffers)
+    # one shared (frozen) Fact for every tensor
+    unknown = Fact(Source.UNKNOWN, "safetensors stores no trainability")
+    graph.tensors.update(zip(names, map(
+        Tensor, names, owners, roles, shapes, map(DTYPE_NAMES.__getitem__, dtypes),
+        repeat(Trainable.UNKNOWN), repeat(unknown))))
+    # Each layer's tensors, layers in order of first appearance. Runs of equal owners are the
+    # groups when no owner comes back after another (usual: names are sorted); else a dict.
+    starts = [0, *compress(range(1, len(owners)), map(ne, owners, owners[1:]))]
+    paths = list(map(owners.__getitem__, starts))
+    if len(paths) == len(names):  # one tensor per layer
+        groups = [[name] for name in names]
+    elif len(set(paths)) == len(paths):
+        groups = list(map(names.__getitem__, map(slice, starts, [*starts[1:], len(names)])))
+    else:
+        owned: dict[str, list[str]] = {}
+        for owner, name in zip(owners, names):
+            owned.setdefault(owner, []).append(name)
+        paths, groups = list(owned), list(owned.values())
+    layers, ensure = graph.layers, graph.ensure_layer
+    parents = map(itemgetter(0), map(str.rpartition, paths, repeat(".")))
+    for path, parent, layer, names_ in zip(paths, parents, map(Layer, paths), groups):
+        if path in layers:  # the root, or created earlier as an ancestor
+            layers[path].tensors.extend(names_)
+            continue
+        above = layers.get(parent)
+        if above is None:
+            above = ensure(parent)
+        layer.tensors = names_
+        layers[path] = layer
+        above.children.append(path)
+
+
+def _read_header_text(path: Path) -> tuple[str, int]:
+    """The header text (bounded, UTF-8, starting with ``{``) and the size of the data buffer."""
     try:
         with open_binary(path) as handle:
             size = handle.seek(0, 2)
@@ -118,10 +158,106 @@ def _read_header(path: Path) -> tuple[dict[str, object], int]:
         raise LoadError("safetensors header is not valid UTF-8") from None
     if not text.startswith("{"):
         raise LoadError("safetensors header does not start with '{'")
+    return text, size - 8 - length
+
+
+def _parse_json(text: str, data_size: int) -> Columns:
+    """The general path: any header JSON, validated; LoadError naming what is wrong."""
     header = _parse_header(text)
     if not isinstance(header, dict):
         raise LoadError("safetensors header is not a JSON object")
-    return header, size - 8 - length
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and (
+        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise LoadError("safetensors __metadata__ must map strings to strings")
+    entries = _validate(header, data_size)
+    return (metadata, list(entries), list(map(itemgetter(0), entries.values())),
+            list(map(itemgetter(1), entries.values())))
+
+
+#: between the quotes of one canonical entry, ``"NAME":{"dtype":"F32","shape":[2,2],
+#: "data_offsets":[0,16]},`` split at ``"``: name, ``:{``, dtype, ``:``, F32, ``,``, shape,
+#: ``:[2,2],``, data_offsets, ``:[0,16]},``
+_FIXED = ((1, ":{"), (2, "dtype"), (3, ":"), (5, ","), (6, "shape"), (8, "data_offsets"))
+_SHAPE = re.compile(r":\[((?:0|[1-9][0-9]{0,18})(?:,(?:0|[1-9][0-9]{0,18}))*)?\],")
+_NO_DIGITS = str.maketrans("", "", "0123456789")
+
+
+def _parse_canonical(text: str, data_size: int) -> Columns | None:
+    """The compact header the safetensors library writes, read as columns without building a
+    dict per tensor; None (then :func:`_parse_json` decides) at the least doubt.
+
+    Equal to the JSON path by construction: with no backslash in the text every ``"`` opens or
+    closes a string, so splitting at ``"`` alternates string contents and the text between
+    strings. Every piece between strings is checked whole (no whitespace, fixed keys in fixed
+    order, numbers as JSON writes them, at most 19 digits), names hold no control character,
+    each name once and none ``__metadata__``, which may only come first and is read by
+    ``json.loads``. Then the column checks of :func:`_validate_columns`."""
+    if "\\" in text:
+        return None
+    stripped = text.rstrip(" \t\n\r")
+    if not stripped.endswith("}"):
+        return None
+    parts = (stripped[:-1] + ",").split('"')
+    start = 1
+    metadata = None
+    if len(parts) > 2 and parts[1] == "__metadata__":
+        end = next((i for i in range(2, len(parts), 2) if "}" in parts[i]), 0)
+        if not end or parts[end] != "}," or not parts[2].startswith(":{"):
+            return None
+        try:  # the text from the ``{`` after ``"__metadata__":`` to the first ``}`` after it
+            value = '"'.join(parts[2:end + 1])[1:-1]
+            metadata = json.loads(value, object_pairs_hook=_no_duplicates)
+        except ValueError:
+            return None
+        if type(metadata) is not dict or set(map(type, metadata.values())) - {str}:
+            return None
+        start = end + 1
+    rest = parts[start:]
+    count = len(rest) // 10
+    if parts[0] != "{" or not count or len(rest) != count * 10:
+        return None
+    for offset, piece in _FIXED:
+        if rest[offset::10].count(piece) != count:
+            return None
+    names, dtypes, shape_parts = rest[0::10], rest[4::10], rest[7::10]
+    if len(set(names)) != count or "__metadata__" in names or not "".join(names).isprintable():
+        return None  # JSON refuses raw control characters in strings (not printable)
+    if not set(dtypes) <= DTYPES.keys():
+        return None
+    offsets = rest[9::10]
+    numbers = "".join(offsets)
+    # the digit-free skeleton of all of them, and each one starting with the only ``:`` of its
+    # own: then each is ``:[digits,digits]},`` (one piece may not carry its neighbour's numbers)
+    if not numbers.isascii() or numbers.translate(_NO_DIGITS) != ":[,]}," * count:
+        return None
+    if not all(map(str.startswith, offsets, repeat(":["))):
+        return None
+    # ``:[B,E]},`` each: a number starts after ``[`` or ``,``; JSON refuses a leading zero
+    if numbers.count("[0") != numbers.count("[0,") or numbers.count(",0") != numbers.count(",0]"):
+        return None
+    tokens = numbers[2:-3].replace("]},:[", ",").split(",")
+    if len(tokens) != 2 * count or "" in tokens or max(map(len, tokens)) > 19:
+        return None
+    shape_of: dict[str, tuple[int, ...]] = {}
+    numel_of: dict[str, int] = {}
+    for piece in set(shape_parts):
+        match = _SHAPE.fullmatch(piece)
+        if match is None:
+            return None
+        shape_of[piece] = shape = tuple(map(int, match[1].split(","))) if match[1] else ()
+        numel_of[piece] = prod(shape)
+    begins, ends = tokens[0::2], tokens[1::2]
+    if begins[0] == "0" and begins[1:] == ends[:-1]:  # in file order: convert each bound once
+        ends = list(map(int, ends))
+        begins = [0, *ends[:-1]]
+    else:
+        begins, ends = list(map(int, begins)), list(map(int, ends))
+    bits = map(mul, map(numel_of.__getitem__, shape_parts), map(BITS.__getitem__, dtypes))
+    if not _sizes_and_tiling(begins, ends, bits, data_size):
+        return None
+    return metadata, names, dtypes, list(map(shape_of.__getitem__, shape_parts))
 
 
 def _parse_header(text: str) -> object:
@@ -200,16 +336,24 @@ def _validate_columns(header: dict[str, object], data_size: int) -> Entries | No
         return None
     if set(map(type, bounds)) != {int} or min(bounds) < 0:
         return None
-    begins, ends = bounds[0::2], bounds[1::2]
-    bits = list(map(mul, map(prod, shapes), map(itemgetter(1), specs)))
-    if list(map(mul, map(sub, ends, begins), repeat(8))) != bits:
-        return None  # a size that disagrees with dtype and shape, or a range ending first
+    bits = map(mul, map(prod, shapes), map(itemgetter(1), specs))
+    if not _sizes_and_tiling(bounds[0::2], bounds[1::2], bits, data_size):
+        return None
+    return dict(zip(header, zip(dtypes, map(tuple, shapes))))
+
+
+def _sizes_and_tiling(begins: list[int], ends: list[int], bits: Iterable[int],
+                      data_size: int) -> bool:
+    """Each range as long as its dtype and shape need; the ranges tile the data buffer."""
+    if list(map(mul, map(sub, ends, begins), repeat(8))) != list(bits):
+        return False  # a size that disagrees with dtype and shape, or a range ending first
+    if begins[0] == 0 and begins[1:] == ends[:-1] and ends[-1] == data_size:
+        return True  # already in file order (sizes are non-negative, so no overlap)
     spans = sorted(zip(begins, ends))
     starts = [begin for begin, _ in spans]
     stops = [end for _, end in spans]
-    if starts[0] != 0 or starts[1:] != stops[:-1] or stops[-1] != data_size:
-        return None  # overlap, gap, past the end, or unused bytes after the last tensor
-    return dict(zip(header, zip(dtypes, map(tuple, shapes))))
+    # overlap, gap, past the end, or unused bytes after the last tensor
+    return starts[0] == 0 and starts[1:] == stops[:-1] and stops[-1] == data_size
 
 
 def _validate_exact(header: dict[str, object], data_size: int) -> Entries:
