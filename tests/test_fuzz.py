@@ -304,6 +304,10 @@ _SECOND = '{"dtype":"F32","shape":[],"data_offsets":[4,8]}'
     # the numbers of one entry carried by its neighbour: right skeleton overall, not JSON
     '{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},:[4"b":{"dtype":"F32","shape":[],'
     '"data_offsets",8]}}',
+    # digits where the skeleton has none: after ``]``, after ``}``
+    '{"a":' + _ENTRY.replace("[0,4]}", "[0,4]4}") + ',"b":' + _SECOND + "}",
+    '{"a":' + _ENTRY.replace("[0,4]}", "[0,4]}4") + ',"b":' + _SECOND + "}",
+    '{"a":' + _ENTRY.replace("[0,4]", "[0,4]0") + ',"b":' + _SECOND.replace("[4,", "[,") + "}",
     '{"a":' + _ENTRY.replace("[0,4]", "[0,]") + "}",
     '{"a":' + _ENTRY.replace("[0,4]", "[0,4,]") + "}",
     '{"a":' + _ENTRY.replace("[0,4]", "[0,4.0]") + "}",

@@ -240,6 +240,13 @@ def _parse_canonical(text: str, data_size: int) -> Columns | None:
     tokens = numbers[2:-3].replace("]},:[", ",").split(",")
     if len(tokens) != 2 * count or "" in tokens or max(map(len, tokens)) > 19:
         return None
+    # every token ASCII digits and the pieces exactly ``:[B,E]},`` rebuilt from them: a digit
+    # elsewhere (``:[0,1]3},``) would otherwise pass the skeleton and reach int()
+    if not "".join(tokens).isdigit():
+        return None
+    pairs = map(",".join, zip(tokens[0::2], tokens[1::2]))
+    if ":[" + "]},:[".join(pairs) + "]}," != numbers:
+        return None
     shape_of: dict[str, tuple[int, ...]] = {}
     numel_of: dict[str, int] = {}
     for piece in set(shape_parts):
