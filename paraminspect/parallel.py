@@ -106,11 +106,20 @@ def _check_chunk(paths: Sequence[str | Path]) -> list[FileReport]:
     return [check_file(path, _worker_settings) for path in paths]
 
 
+#: frameworks that start threads of their own: a process that imported one must not fork
+THREADED = ("torch", "tensorflow", "jax", "onnxruntime")
+
+
 def _context() -> Any:
     # fork starts a worker in milliseconds and inherits the imported modules; the check path is
-    # single-threaded, so forking it is safe. Elsewhere the platform default.
+    # single-threaded, so forking it is safe. A process that imported a framework (a training
+    # script calling paraminspect, a test run) holds its threads and locks, which a forked child
+    # inherits stopped: it may crash or hang there (TensorFlow does), so it starts workers from a
+    # fork server instead. Elsewhere the platform default.
     import multiprocessing
 
     if sys.platform == "linux":
+        if any(name in sys.modules for name in THREADED):
+            return multiprocessing.get_context("forkserver")
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context()

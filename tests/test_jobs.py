@@ -64,3 +64,26 @@ def test_cli_jobs_output_is_identical(tmp_path: Path) -> None:
     assert one.returncode == two.returncode == 2  # the truncated file is unreadable
     assert one.stdout == two.stdout
     assert '"PI301"' in one.stdout
+
+
+def test_a_process_holding_a_framework_starts_workers_from_a_fork_server(tmp_path: Path) -> None:
+    """A forked child of a process that imported TensorFlow or torch inherits their threads
+    stopped and may crash (a pool worker died in libtensorflow this way): such a process gets a
+    fork server, and the same report."""
+    import subprocess
+    import sys
+
+    folder = _folder(tmp_path, copies=3)
+    probe = (
+        "import sys, torch, io\n"
+        "from paraminspect.parallel import _context\n"
+        "from paraminspect.config import Settings\n"
+        "from paraminspect.engine import check_paths\n"
+        "print(_context().get_start_method())\n"
+        f"a = check_paths([{str(folder)!r}], Settings(), jobs=1)\n"
+        f"b = check_paths([{str(folder)!r}], Settings(), jobs=2)\n"
+        "print([f.to_dict() for f in a.files] == [f.to_dict() for f in b.files], len(b.files))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300)
+    assert proc.stdout.split() == ["forkserver", "True", str(len(SAMPLES) * 3)], proc.stderr[-2000:]
