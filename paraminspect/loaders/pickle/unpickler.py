@@ -10,13 +10,14 @@ interprets, plus a :class:`GlobalLog` of every global and how it was used.
 from __future__ import annotations
 
 import collections
+import gc
 import io
 import pickle
 import struct
 
 from ...errors import LoadError
 from ...record import Record
-from . import policy
+from . import fastloop, policy
 from .limits import DEFAULT_LIMITS, Limits
 
 TYPE_CHECKING = False
@@ -285,6 +286,11 @@ def _tensor_builder(kind: str) -> Any:
 def _as_shape(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, Stub):  # torch.Size(...)
         value = value._pi_args[0] if value._pi_args else None
+    if type(value) is tuple:  # the common case, twice per tensor: no generator, no copy
+        for v in value:
+            if not isinstance(v, int):
+                return None
+        return value  # tuple(value) of a tuple is that tuple
     if isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
         return tuple(value)
     return None
@@ -296,26 +302,38 @@ def _dtype_name(value: Any) -> str | None:
     return None
 
 
+#: tensor rebuild kinds -> index of their ``requires_grad`` argument (None: not passed)
+_REQUIRES_GRAD_INDEX = {"tensor": None, "tensor_v2": 4, "tensor_v3": 4, "qtensor": 5}
+
+
+def _rebuild_tensor(kind: str, args: tuple[Any, ...]) -> TensorRef:
+    """``_rebuild_tensor*(storage, offset, size, stride, requires_grad, ...)``: once per tensor
+    of a state dict, so the arguments are indexed directly."""
+    n = len(args)
+    storage = args[0] if n > 0 else None
+    offset = args[1] if n > 1 else None
+    rg_index = _REQUIRES_GRAD_INDEX[kind]
+    requires_grad = args[rg_index] if rg_index is not None and n > rg_index else None
+    ref = TensorRef(
+        storage if isinstance(storage, StorageRef) else None,
+        offset if isinstance(offset, int) else 0,
+        _as_shape(args[2] if n > 2 else None),
+        requires_grad if isinstance(requires_grad, bool) else None,
+        _dtype_name(args[6] if n > 6 else None) if kind == "tensor_v3" else None,
+    )
+    stride = _as_shape(args[3] if n > 3 else None)
+    if stride is not None:
+        ref.attrs["stride"] = stride  # element strides, for readers of the tensor's bytes
+    return ref
+
+
 def _rebuild(kind: str, args: tuple[Any, ...]) -> Any:
+    if kind in _REQUIRES_GRAD_INDEX:
+        return _rebuild_tensor(kind, args)
+
     def arg(i: int) -> Any:
         return args[i] if len(args) > i else None
 
-    if kind in ("tensor", "tensor_v2", "tensor_v3", "qtensor"):
-        storage = arg(0) if isinstance(arg(0), StorageRef) else None
-        rg_index = {"tensor": None, "tensor_v2": 4, "tensor_v3": 4, "qtensor": 5}[kind]
-        requires_grad = arg(rg_index) if rg_index is not None else None
-        dtype = _dtype_name(arg(6)) if kind == "tensor_v3" else None
-        ref = TensorRef(
-            storage,
-            offset=arg(1) if isinstance(arg(1), int) else 0,
-            shape=_as_shape(arg(2)),
-            requires_grad=requires_grad if isinstance(requires_grad, bool) else None,
-            dtype=dtype,
-        )
-        stride = _as_shape(arg(3))
-        if stride is not None:
-            ref.attrs["stride"] = stride  # element strides, for readers of the tensor's bytes
-        return ref
     if kind in ("parameter", "parameter_with_state"):
         data = arg(0)
         if not isinstance(data, TensorRef):
@@ -374,6 +392,23 @@ TENSOR_BUILDERS = {
 }
 
 
+class PausedGC:
+    """``with PausedGC():`` no cyclic garbage collection inside (and back as it was after).
+
+    Unpickling and graph building allocate a few objects per tensor and free almost none; the
+    collector, triggered by allocation counts, would re-scan every live object again and again
+    (a quarter of a 100,000-tensor walk). Nesting is harmless: only the outermost re-enables it.
+    """
+
+    def __enter__(self) -> None:
+        self.enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            gc.enable()
+
+
 class _BoundedReader:
     """``read``/``readline`` over a stream that never asks for more than the stream still holds.
 
@@ -407,7 +442,7 @@ class _BoundedReader:
 _PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
 _Unframer: Any = pickle._Unframer  # type: ignore[attr-defined]
 _Stop: Any = pickle._Stop  # type: ignore[attr-defined]
-_HASHED_REAL = (set, frozenset, dict, collections.OrderedDict, collections.defaultdict)
+_HASHED_REAL = fastloop.HASHED_REAL
 
 
 class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
@@ -535,25 +570,18 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         return load_nested
 
     def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is tuple and len(pid) >= 5 and pid[0] == "storage" and type(pid[2]) is str:
+            # torch's ('storage', storage_type, key, location, numel), once per tensor: the
+            # general branch below, minus the checks these types make moot
+            return self._storage(pid[2], pid[1], pid[3], pid[4])
         if not isinstance(pid, tuple) or not pid:
             raise pickle.UnpicklingError("unsupported persistent id")
         typename = pid[0].decode() if isinstance(pid[0], bytes) else pid[0]
         if typename == "storage" and len(pid) >= 5:
             storage_type, key, location, numel = pid[1:5]
-            dtype = None
-            if isinstance(storage_type, type) and issubclass(storage_type, Stub):
-                dtype = STORAGE_DTYPES.get(storage_type._pi_target.rsplit(".", 1)[-1])
-            key = key if isinstance(key, str) else repr(key)[:64]
-            ref = self.storages.get(key)
-            if ref is None:
-                ref = StorageRef(
-                    key=key,
-                    dtype=dtype,
-                    location=location if isinstance(location, str) else None,
-                    numel=numel if isinstance(numel, int) else None,
-                )
-                self.storages[key] = ref
-            return ref
+            return self._storage(
+                key if isinstance(key, str) else repr(key)[:64], storage_type, location, numel
+            )
         if typename == "module" and len(pid) >= 4:
             # Legacy whole-module files carry each class's source: recorded, never compiled.
             cls = pid[1]
@@ -562,11 +590,30 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
             return cls
         raise pickle.UnpicklingError("unsupported persistent id")
 
+    def _storage(self, key: str, storage_type: Any, location: Any, numel: Any) -> StorageRef:
+        """The one StorageRef of ``key``: tensors sharing a storage share the record."""
+        ref = self.storages.get(key)
+        if ref is None:
+            dtype = None
+            if isinstance(storage_type, type) and issubclass(storage_type, Stub):
+                dtype = STORAGE_DTYPES.get(storage_type._pi_target.rsplit(".", 1)[-1])
+            ref = self.storages[key] = StorageRef(
+                key,
+                dtype,
+                location if isinstance(location, str) else None,
+                numel if isinstance(numel, int) else None,
+            )
+        return ref
+
     # -- the opcode loop --------------------------------------------------------------------------
     def load(self) -> Any:
         """``pickle._Unpickler.load``, reading straight from the stream: the unframer it puts in
         between costs a Python call per read and only matters once a FRAME opcode (protocol 4+)
-        appears, when :meth:`load_frame` hands the reads over to it."""
+        appears, when :meth:`load_frame` hands the reads over to it.
+
+        A pickle in memory is walked by :func:`.fastloop.run` (an index over the bytes, not a
+        ``read()`` per opcode) up to its end or its first FRAME; files are read opcode by opcode.
+        """
         self._unframer = _Unframer(self._file_read, self._file_readline)
         self.read = self._file_read
         self.readinto = self._unframer.readinto
@@ -575,6 +622,17 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         self.stack = []
         self.append = self.stack.append
         self.proto = 0
+        reader = self._reader
+        with PausedGC():
+            if isinstance(reader, io.BytesIO):
+                # getvalue() of a BytesIO made from bytes is those bytes, not a copy
+                value = fastloop.run(self, reader.getvalue(), reader.tell())
+                if value is not fastloop.FRAMED:
+                    return value
+            return self._load_from_stream()
+
+    def _load_from_stream(self) -> Any:
+        """The stream-reading loop: files, and a pickle in memory from its first FRAME on."""
         dispatch = self.dispatch
         try:
             while True:
