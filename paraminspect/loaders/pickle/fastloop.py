@@ -51,9 +51,10 @@ def run(unpickler: Any, data: bytes, pos: int) -> Any:  # noqa: C901, PLR0912, P
     end = len(data)
     try:
         while True:
-            if pos >= end:
-                raise EOFError
-            op = data[pos]
+            try:  # free unless raised, where ``pos >= end`` would be a test per opcode
+                op = data[pos]
+            except IndexError:
+                raise EOFError from None
             pos += 1
             # Each inlined opcode first checks that its whole argument is there, advances ``pos``
             # past it, and only then does what may raise (the stream position must match).
