@@ -10,58 +10,31 @@ interprets, plus a :class:`GlobalLog` of every global and how it was used.
 from __future__ import annotations
 
 import collections
+import gc
 import io
 import pickle
 import struct
 
 from ...errors import LoadError
-from ...record import Record
-from . import policy
+from . import fastloop, policy
 from .limits import DEFAULT_LIMITS, Limits
+from .stubs import GlobalLog as GlobalLog
+from .stubs import GlobalUse as GlobalUse
+from .stubs import Stub as Stub
+from .stubs import new_stub_class
+from .tensors import DTYPE_SIZES as DTYPE_SIZES
+from .tensors import STORAGE_DTYPES as STORAGE_DTYPES
+from .tensors import TENSOR_BUILDERS as TENSOR_BUILDERS
+from .tensors import StorageRef as StorageRef
+from .tensors import TensorRef as TensorRef
+from .tensors import _as_shape as _as_shape
+from .tensors import _dtype_name as _dtype_name
+from .tensors import builder_class
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any
 
-#: Storage class name -> dtype (``torch.FloatStorage`` -> float32).
-STORAGE_DTYPES = {
-    "FloatStorage": "float32",
-    "DoubleStorage": "float64",
-    "HalfStorage": "float16",
-    "BFloat16Storage": "bfloat16",
-    "LongStorage": "int64",
-    "IntStorage": "int32",
-    "ShortStorage": "int16",
-    "CharStorage": "int8",
-    "ByteStorage": "uint8",
-    "BoolStorage": "bool",
-    "ComplexFloatStorage": "complex64",
-    "ComplexDoubleStorage": "complex128",
-    "QInt8Storage": "qint8",
-    "QUInt8Storage": "quint8",
-    "QInt32Storage": "qint32",
-}
-#: bytes per element, for the few scalars we read (optimizer step counters)
-DTYPE_SIZES = {
-    "float32": 4,
-    "float64": 8,
-    "float16": 2,
-    "bfloat16": 2,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-    "bool": 1,
-    "complex64": 8,
-    "complex128": 16,
-    "qint8": 1,
-    "quint8": 1,
-    "qint32": 4,
-    "uint16": 2,
-    "uint32": 4,
-    "uint64": 8,
-}
 
 _MODULE_ALIASES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
@@ -101,277 +74,21 @@ REAL_GLOBALS: dict[str, object] = {
 }
 
 
-class StorageRef(Record):
-    """A tensor storage named by the pickle; its bytes stay on disk."""
+class PausedGC:
+    """``with PausedGC():`` no cyclic garbage collection inside (and back as it was after).
 
-    __slots__ = ("key", "dtype", "location", "numel")
-    key: str
-    dtype: str | None
-    location: str | None
-    numel: int | None
-
-    def __init__(
-        self, key: str, dtype: str | None, location: str | None, numel: int | None,
-    ) -> None:
-        self.key = key
-        self.dtype = dtype
-        self.location = location
-        self.numel = numel
-
-
-class TensorRef:
-    """What ``torch._utils._rebuild_*`` would have built: metadata only.
-
-    Compared and hashed by identity, like the tensors it stands for (tied weights share one).
+    Unpickling and graph building allocate a few objects per tensor and free almost none; the
+    collector, triggered by allocation counts, would re-scan every live object again and again
+    (a quarter of a 100,000-tensor walk). Nesting is harmless: only the outermost re-enables it.
     """
 
-    __slots__ = ("storage", "offset", "shape", "requires_grad", "is_parameter", "dtype", "attrs")
+    def __enter__(self) -> None:
+        self.enabled = gc.isenabled()
+        gc.disable()
 
-    def __init__(
-        self,
-        storage: StorageRef | None,
-        offset: int = 0,
-        shape: tuple[int, ...] | None = None,
-        requires_grad: bool | None = None,
-        dtype: str | None = None,
-    ) -> None:
-        self.storage = storage
-        self.offset = offset
-        self.shape = shape
-        self.requires_grad = requires_grad
-        self.is_parameter = False
-        self.dtype = dtype or (storage.dtype if storage else None)
-        self.attrs: dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        kind = "Parameter" if self.is_parameter else "Tensor"
-        return f"<{kind} {self.dtype} {self.shape} requires_grad={self.requires_grad}>"
-
-
-class GlobalUse(Record):
-    __slots__ = ("references", "instantiations", "calls", "resolved", "flags", "resolved_calls",
-                 "nested_clean")
-    references: int
-    instantiations: int  #: created without calling (NEWOBJ), like a module class
-    calls: int  #: called while unpickling (REDUCE): code that would run on load
-    resolved: str  #: the target Python would reach (aliases and attribute walks resolved)
-    flags: list[str]  #: dangerous uses the walk itself saw
-    resolved_calls: int  #: getattr lookups whose result was resolved and judged on its own
-    nested_clean: int  #: nested pickles this loader was given that walked clean
-
-    def __init__(
-        self, references: int = 0, instantiations: int = 0, calls: int = 0, resolved: str = "",
-        flags: list[str] | None = None, resolved_calls: int = 0, nested_clean: int = 0,
-    ) -> None:
-        self.references = references
-        self.instantiations = instantiations
-        self.calls = calls
-        self.resolved = resolved
-        self.flags = [] if flags is None else flags
-        self.resolved_calls = resolved_calls
-        self.nested_clean = nested_clean
-
-
-class GlobalLog(Record):
-    __slots__ = ("uses", "class_sources")
-    uses: dict[str, GlobalUse]
-    class_sources: list[str]  #: legacy format: pickled class source
-
-    def __init__(
-        self, uses: dict[str, GlobalUse] | None = None, class_sources: list[str] | None = None,
-    ) -> None:
-        self.uses = {} if uses is None else uses
-        self.class_sources = [] if class_sources is None else class_sources
-
-    def use(self, target: str, resolved: str = "") -> GlobalUse:
-        entry = self.uses.get(target)
-        if entry is None:
-            entry = self.uses[target] = GlobalUse(resolved=resolved or target)
-        return entry
-
-    def merge(self, other: GlobalLog) -> None:
-        """Add what a nested walk saw."""
-        for target, use in other.uses.items():
-            mine = self.use(target, use.resolved)
-            mine.references += use.references
-            mine.instantiations += use.instantiations
-            mine.calls += use.calls
-            mine.resolved_calls += use.resolved_calls
-            mine.nested_clean += use.nested_clean
-            mine.flags.extend(use.flags)
-        self.class_sources.extend(other.class_sources)
-
-
-class Stub:
-    """Base of every stand-in class. Instances record arguments, BUILD state and items."""
-
-    _pi_target: str = "?"
-    _pi_log: GlobalLog | None = None
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Stub:
-        self = object.__new__(cls)
-        self._pi_args = args
-        self._pi_kwargs = kwargs
-        self._pi_state: Any = None
-        self._pi_items: dict[Any, Any] = {}
-        self._pi_list: list[Any] = []
-        if cls._pi_log is not None:
-            cls._pi_log.use(cls._pi_target).instantiations += 1
-        return self
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Only REDUCE gets here (NEWOBJ calls __new__ alone): the pickle *calls* this global.
-        log = type(self)._pi_log
-        if log is not None:
-            use = log.use(type(self)._pi_target)
-            use.instantiations -= 1
-            use.calls += 1
-
-    def __setstate__(self, state: Any) -> None:
-        self._pi_state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._pi_items[key] = value
-
-    def append(self, value: Any) -> None:
-        self._pi_list.append(value)
-
-    def extend(self, values: Any) -> None:
-        self._pi_list.extend(values)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Stub:
-        # A stub's result being called (getattr(os, 'system')(...)): record it as a call too,
-        # judged like what produced it.
-        parent_target = type(self)._pi_target
-        target = f"{parent_target}()"
-        log = type(self)._pi_log
-        if log is not None:
-            parent = log.use(parent_target)
-            use = log.use(target, parent.resolved.removesuffix("()"))
-            if parent.flags and not use.flags:
-                use.flags.append(f"calls what {parent_target} returned")
-        result_cls = type("Result", (Stub,), {"_pi_target": target, "_pi_log": log})
-        return result_cls(*args, **kwargs)
-
-    @classmethod
-    def target(cls) -> str:
-        return cls._pi_target
-
-    @property
-    def state_dict(self) -> dict[str, Any]:
-        """The BUILD state as a dict (``(state, slotstate)`` tuples flattened)."""
-        state = self._pi_state
-        if isinstance(state, tuple) and len(state) == 2:
-            merged: dict[str, Any] = {}
-            for part in state:
-                if isinstance(part, dict):
-                    merged.update(part)
-            return merged
-        return state if isinstance(state, dict) else {}
-
-    def __repr__(self) -> str:
-        return f"<stub {type(self)._pi_target}>"
-
-
-def _tensor_builder(kind: str) -> Any:
-    """A stub class whose construction yields a TensorRef (rebuild functions are REDUCE'd)."""
-
-    def make(cls: type, *args: Any, **kwargs: Any) -> Any:
-        return _rebuild(kind, args)
-
-    return make
-
-
-def _as_shape(value: Any) -> tuple[int, ...] | None:
-    if isinstance(value, Stub):  # torch.Size(...)
-        value = value._pi_args[0] if value._pi_args else None
-    if isinstance(value, (tuple, list)) and all(isinstance(v, int) for v in value):
-        return tuple(value)
-    return None
-
-
-def _dtype_name(value: Any) -> str | None:
-    if isinstance(value, type) and issubclass(value, Stub):
-        return value._pi_target.rsplit(".", 1)[-1]
-    return None
-
-
-def _rebuild(kind: str, args: tuple[Any, ...]) -> Any:
-    def arg(i: int) -> Any:
-        return args[i] if len(args) > i else None
-
-    if kind in ("tensor", "tensor_v2", "tensor_v3", "qtensor"):
-        storage = arg(0) if isinstance(arg(0), StorageRef) else None
-        rg_index = {"tensor": None, "tensor_v2": 4, "tensor_v3": 4, "qtensor": 5}[kind]
-        requires_grad = arg(rg_index) if rg_index is not None else None
-        dtype = _dtype_name(arg(6)) if kind == "tensor_v3" else None
-        ref = TensorRef(
-            storage,
-            offset=arg(1) if isinstance(arg(1), int) else 0,
-            shape=_as_shape(arg(2)),
-            requires_grad=requires_grad if isinstance(requires_grad, bool) else None,
-            dtype=dtype,
-        )
-        stride = _as_shape(arg(3))
-        if stride is not None:
-            ref.attrs["stride"] = stride  # element strides, for readers of the tensor's bytes
-        return ref
-    if kind in ("parameter", "parameter_with_state"):
-        data = arg(0)
-        if not isinstance(data, TensorRef):
-            data = TensorRef(None)
-        data.is_parameter = True
-        if isinstance(arg(1), bool):
-            data.requires_grad = arg(1)
-        return data
-    if kind == "from_type_v2":
-        func, new_type, func_args = arg(0), arg(1), arg(2)
-        result = func(*func_args) if callable(func) and isinstance(func_args, tuple) else None
-        if (
-            isinstance(result, TensorRef)
-            and isinstance(new_type, type)
-            and issubclass(new_type, Stub)
-        ) and new_type._pi_target == "torch.nn.parameter.Parameter":
-            result.is_parameter = True
-        return result
-    if kind == "meta":
-        return TensorRef(
-            None,
-            shape=_as_shape(arg(1)),
-            dtype=_dtype_name(arg(0)),
-            requires_grad=arg(3) if isinstance(arg(3), bool) else None,
-        )
-    if kind == "wrapper_subclass":
-        return TensorRef(
-            None,
-            shape=_as_shape(arg(2)),
-            dtype=_dtype_name(arg(1)),
-            requires_grad=arg(7) if isinstance(arg(7), bool) else None,
-        )
-    if kind == "numpy":
-        return TensorRef(
-            None,
-            dtype=_dtype_name(arg(1)),
-            requires_grad=arg(3) if isinstance(arg(3), bool) else None,
-        )
-    return TensorRef(None)
-
-
-#: torch rebuild functions we understand -> rebuild kind.
-TENSOR_BUILDERS = {
-    "torch._utils._rebuild_tensor": "tensor",
-    "torch._utils._rebuild_tensor_v2": "tensor_v2",
-    "torch._utils._rebuild_tensor_v3": "tensor_v3",
-    "torch._utils._rebuild_qtensor": "qtensor",
-    "torch._utils._rebuild_parameter": "parameter",
-    "torch._utils._rebuild_parameter_with_state": "parameter_with_state",
-    "torch._tensor._rebuild_from_type_v2": "from_type_v2",
-    "torch._utils._rebuild_meta_tensor_no_storage": "meta",
-    "torch._utils._rebuild_wrapper_subclass": "wrapper_subclass",
-    "torch._utils._rebuild_device_tensor_from_numpy": "numpy",
-    "torch._utils._rebuild_sparse_tensor": "other",
-    "torch._utils._rebuild_nested_tensor": "other",
-}
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            gc.enable()
 
 
 class _BoundedReader:
@@ -407,7 +124,7 @@ class _BoundedReader:
 _PyUnpickler: Any = pickle._Unpickler  # type: ignore[attr-defined]
 _Unframer: Any = pickle._Unframer  # type: ignore[attr-defined]
 _Stop: Any = pickle._Stop  # type: ignore[attr-defined]
-_HASHED_REAL = (set, frozenset, dict, collections.OrderedDict, collections.defaultdict)
+_HASHED_REAL = fastloop.HASHED_REAL
 
 
 class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
@@ -461,12 +178,12 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         cls = self._classes.get(raw)
         if cls is None:
             if raw in TENSOR_BUILDERS:
-                cls = _builder_class(raw)
+                cls = builder_class(raw)
             else:
                 namespace: dict[str, Any] = {"_pi_target": raw, "_pi_log": self.log}
                 if resolved in policy.NESTED_LOADERS:
                     namespace["__new__"] = self._nested_loader(raw)
-                cls = _new_stub_class(raw, namespace)
+                cls = new_stub_class(raw, namespace)
             self._classes[raw] = cls
         return cls
 
@@ -535,25 +252,18 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         return load_nested
 
     def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is tuple and len(pid) >= 5 and pid[0] == "storage" and type(pid[2]) is str:
+            # torch's ('storage', storage_type, key, location, numel), once per tensor: the
+            # general branch below, minus the checks these types make moot
+            return self._storage(pid[2], pid[1], pid[3], pid[4])
         if not isinstance(pid, tuple) or not pid:
             raise pickle.UnpicklingError("unsupported persistent id")
         typename = pid[0].decode() if isinstance(pid[0], bytes) else pid[0]
         if typename == "storage" and len(pid) >= 5:
             storage_type, key, location, numel = pid[1:5]
-            dtype = None
-            if isinstance(storage_type, type) and issubclass(storage_type, Stub):
-                dtype = STORAGE_DTYPES.get(storage_type._pi_target.rsplit(".", 1)[-1])
-            key = key if isinstance(key, str) else repr(key)[:64]
-            ref = self.storages.get(key)
-            if ref is None:
-                ref = StorageRef(
-                    key=key,
-                    dtype=dtype,
-                    location=location if isinstance(location, str) else None,
-                    numel=numel if isinstance(numel, int) else None,
-                )
-                self.storages[key] = ref
-            return ref
+            return self._storage(
+                key if isinstance(key, str) else repr(key)[:64], storage_type, location, numel
+            )
         if typename == "module" and len(pid) >= 4:
             # Legacy whole-module files carry each class's source: recorded, never compiled.
             cls = pid[1]
@@ -562,11 +272,30 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
             return cls
         raise pickle.UnpicklingError("unsupported persistent id")
 
+    def _storage(self, key: str, storage_type: Any, location: Any, numel: Any) -> StorageRef:
+        """The one StorageRef of ``key``: tensors sharing a storage share the record."""
+        ref = self.storages.get(key)
+        if ref is None:
+            dtype = None
+            if isinstance(storage_type, type) and issubclass(storage_type, Stub):
+                dtype = STORAGE_DTYPES.get(storage_type._pi_target.rsplit(".", 1)[-1])
+            ref = self.storages[key] = StorageRef(
+                key,
+                dtype,
+                location if isinstance(location, str) else None,
+                numel if isinstance(numel, int) else None,
+            )
+        return ref
+
     # -- the opcode loop --------------------------------------------------------------------------
     def load(self) -> Any:
         """``pickle._Unpickler.load``, reading straight from the stream: the unframer it puts in
         between costs a Python call per read and only matters once a FRAME opcode (protocol 4+)
-        appears, when :meth:`load_frame` hands the reads over to it."""
+        appears, when :meth:`load_frame` hands the reads over to it.
+
+        A pickle in memory is walked by :func:`.fastloop.run` (an index over the bytes, not a
+        ``read()`` per opcode) up to its end or its first FRAME; files are read opcode by opcode.
+        """
         self._unframer = _Unframer(self._file_read, self._file_readline)
         self.read = self._file_read
         self.readinto = self._unframer.readinto
@@ -575,6 +304,17 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         self.stack = []
         self.append = self.stack.append
         self.proto = 0
+        reader = self._reader
+        with PausedGC():
+            if isinstance(reader, io.BytesIO):
+                # getvalue() of a BytesIO made from bytes is those bytes, not a copy
+                value = fastloop.run(self, reader.getvalue(), reader.tell())
+                if value is not fastloop.FRAMED:
+                    return value
+            return self._load_from_stream()
+
+    def _load_from_stream(self) -> Any:
+        """The stream-reading loop: files, and a pickle in memory from its first FRAME on."""
         dispatch = self.dispatch
         try:
             while True:
@@ -760,26 +500,6 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         dispatch[_opcode[0]] = _method
     del _opcode, _method
 
-
-def _new_stub_class(raw: str, namespace: dict[str, Any]) -> type:
-    name = raw.rsplit(".", 1)[-1]
-    return type(name if name.isidentifier() else "Global", (Stub,), namespace)
-
-
-#: stand-ins for torch's tensor rebuild functions, shared by every walk in the process
-_BUILDER_CLASSES: dict[str, type] = {}
-
-
-def _builder_class(raw: str) -> type:
-    """The stand-in of a tensor rebuild function. Its ``__new__`` returns a TensorRef, so it has
-    no instances and logs nothing (the reference is logged by ``find_class``): one class per
-    process serves every walk, where a class per walk would cost a ``type()`` per file."""
-    cls = _BUILDER_CLASSES.get(raw)
-    if cls is None:
-        namespace = {"_pi_target": raw, "_pi_log": None,
-                     "__new__": _tensor_builder(TENSOR_BUILDERS[raw])}
-        cls = _BUILDER_CLASSES[raw] = _new_stub_class(raw, namespace)
-    return cls
 
 
 def _owner_name(obj: Any) -> str | None:

@@ -35,6 +35,7 @@ from ..pickle.scan import with_partial
 from ..pickle.unpickler import (
     DTYPE_SIZES,
     GlobalLog,
+    PausedGC,
     RestrictedUnpickler,
     StorageRef,
     Stub,
@@ -74,17 +75,22 @@ ScalarReader = Callable[[TensorRef], "float | None"]
 
 
 # -- entry points --------------------------------------------------------------------------------
+# Loading allocates a few objects per tensor and frees almost none: the cyclic collector is
+# paused meanwhile (see PausedGC), or it would re-scan every live object many times over.
 def load_zip(path: Path, sniffed: Sniffed) -> ModelGraph:
     notes: list[str] = []
-    obj, log, read_scalar = read_zip(path, sniffed.detail["prefix"], notes, sniffed.archive)
-    graph = as_data_unless_model(build_graph(path, "pytorch", obj, log, read_scalar), obj)
+    with PausedGC():
+        obj, log, read_scalar = read_zip(path, sniffed.detail["prefix"], notes, sniffed.archive)
+        graph = as_data_unless_model(build_graph(path, "pytorch", obj, log, read_scalar), obj)
     graph.notes.extend(notes)
     return graph
 
 
 def load_legacy(path: Path, sniffed: Sniffed) -> ModelGraph:
-    obj, log, read_scalar = _read_legacy(path)
-    return as_data_unless_model(build_graph(path, "pytorch-legacy", obj, log, read_scalar), obj)
+    with PausedGC():
+        obj, log, read_scalar = _read_legacy(path)
+        graph = build_graph(path, "pytorch-legacy", obj, log, read_scalar)
+    return as_data_unless_model(graph, obj)
 
 
 def load_plain_pickle(path: Path, sniffed: Sniffed) -> ModelGraph:
@@ -469,25 +475,31 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> set[str]:
         graph.metadata["compiled"] = True
         graph.notes.append("'_orig_mod.' of torch.compile removed from names")
     seen: dict[Any, str] = {}
+    # local name -> (named like a buffer, named like a parameter): a 100,000-tensor state dict
+    # has a handful of distinct local names, each otherwise matched against the patterns again
+    conventions: dict[str, tuple[bool, bool]] = {}
+    prefix_length = len(graph.stripped_prefix)
     for key in names:
         ref = state_dict[key]
-        name = strip_compiled(key[len(graph.stripped_prefix) :])
-        owner = seen.get(id(ref)) or seen.get(_storage_identity(ref))
+        name = strip_compiled(key[prefix_length:])
+        identity = _storage_identity(ref)
+        owner = seen.get(id(ref)) or seen.get(identity)
         if owner is not None:  # tied weights: one tensor, like model.parameters() dedups it
             graph.notes.append(f"{name} is the same tensor as {owner}")
             graph.tensors[owner].aliases.append(name)
             continue
         seen[id(ref)] = name
-        if _storage_identity(ref) is not None:
-            seen[_storage_identity(ref)] = name
+        if identity is not None:
+            seen[identity] = name
         layer, _, local = name.rpartition(".")
-        is_buffer = is_buffer_name(local) or (
-            ref.dtype is not None and ref.dtype not in FLOAT_DTYPES
-        )
+        convention = conventions.get(local)
+        if convention is None:
+            convention = conventions[local] = (is_buffer_name(local), is_parameter_name(local))
+        is_buffer = convention[0] or (ref.dtype is not None and ref.dtype not in FLOAT_DTYPES)
         # keep_vars=True state dicts keep Parameters: then the role and requires_grad are stored.
         role = TensorRole.BUFFER if is_buffer and not ref.is_parameter else TensorRole.PARAMETER
         _tensor_from_ref(graph, name, layer, ref, role, role_stored=ref.is_parameter)
-        if role is TensorRole.PARAMETER and not ref.is_parameter and not is_parameter_name(local):
+        if role is TensorRole.PARAMETER and not ref.is_parameter and not convention[1]:
             undecided.add(name)
     infer_kinds_from_names(graph, "a state dict stores no layer classes")
     return undecided
