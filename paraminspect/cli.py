@@ -562,6 +562,11 @@ def run(argv: list[str]) -> int:
     except UsageError as exc:
         _say(f"error: {exc}")
         return 2
+    except Exception as exc:  # noqa: BLE001 - a bug of ours is one line, never a traceback
+        if os.environ.get("PARAMINSPECT_DEBUG"):
+            raise
+        _say(f"internal error: {type(exc).__name__}: {exc} (PARAMINSPECT_DEBUG=1 shows where)")
+        return 2
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -388,7 +388,9 @@ class ModelGraph(Record):
         """Layers of the subtree at ``path``, depth first, in registration order."""
         stack = [path]
         while stack:
-            layer = self.layers[stack.pop()]
+            layer = self.layers.get(stack.pop())
+            if layer is None:  # a file with no layer at all has no root either
+                continue
             yield layer
             stack.extend(reversed(layer.children))
 

@@ -206,3 +206,25 @@ def test_cli_imports_no_framework() -> None:
         == []
     )
     assert _imported("rules") == []
+
+
+def test_show_of_a_pickle_without_layers_draws_the_bare_model() -> None:
+    """A pickle holding no layer (the unsafe-pickle fixture) still has a root to draw."""
+    proc = run_cli("show", EVIL)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].startswith("(model)")
+
+
+def test_a_bug_of_ours_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:  # noqa: ANN001
+    from paraminspect import cli
+    from paraminspect.reporters import freeze_map
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(freeze_map, "render", broken)
+    monkeypatch.delenv("PARAMINSPECT_DEBUG", raising=False)
+    assert cli.run(["show", CLEAN]) == 2
+    err = capsys.readouterr().err
+    assert err == ("paraminspect: internal error: RuntimeError: boom "
+                   "(PARAMINSPECT_DEBUG=1 shows where)\n")

@@ -70,6 +70,7 @@ def load(path: str | Path) -> ModelGraph:
         graph: ModelGraph = loader(path, sniffed)
     finally:
         sniffed.close()
+    graph.ensure_layer("")  # every graph has its root, even a pickle that holds no layer
     return graph
 
 
