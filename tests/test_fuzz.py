@@ -257,19 +257,26 @@ def safetensors_texts(draw: st.DrawFn) -> tuple[str, int]:
 def test_safetensors_canonical_header_reading_agrees_with_json(case: tuple[str, int]) -> None:
     """The column reader of the library's compact headers returns what json.loads plus the
     validation return, or declines (None) and leaves the decision and the message to them."""
-    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
-
     text, data_size = case
     if not text.startswith("{"):
         return
+    got = _column_reader_agrees(text, data_size)
+    if got is not None:
+        assert list(map(type, got[3])) == [tuple] * len(got[3])
+
+
+def _column_reader_agrees(text: str, data_size: int) -> object:
+    """What the column reader returns for ``text``, asserted None or equal to the json path's
+    result (None where the json path refuses the header)."""
+    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
+
     try:
         expected = _parse_json(text, data_size)
     except LoadError:
         expected = None
     got = _parse_canonical(text, data_size)
     assert got is None or got == expected
-    if got is not None:
-        assert list(map(type, got[3])) == [tuple] * len(got[3])
+    return got
 
 
 @FAST
@@ -327,12 +334,4 @@ _SECOND = '{"dtype":"F32","shape":[],"data_offsets":[4,8]}'
 ])
 def test_safetensors_column_reader_on_near_canonical_headers(text: str) -> None:
     """Texts one step from the canonical form: the column reader declines or agrees."""
-    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
-
-    size = 8 if "8]" in text else 4
-    try:
-        expected = _parse_json(text, size)
-    except LoadError:
-        expected = None
-    got = _parse_canonical(text, size)
-    assert got is None or got == expected
+    _column_reader_agrees(text, 8 if "8]" in text else 4)
