@@ -244,3 +244,19 @@ def test_the_check_path_imports_only_what_it_needs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
     assert proc.stdout.strip().splitlines()[-1] == "[] 0", proc.stdout + proc.stderr
+
+
+def test_an_onnx_check_imports_neither_dataclasses_nor_typing(tmp_path: Path) -> None:
+    """A legacy export: a dynamo export's node metadata are Python literals, read with ast."""
+    model = ROOT / "fixtures" / "onnx" / "cnn_legacy_eval.onnx"
+    probe = (
+        "import sys, runpy\n"
+        f"sys.argv = ['paraminspect', 'check', {str(model)!r}]\n"
+        "try:\n    runpy.run_module('paraminspect', run_name='__main__')\n"
+        "except SystemExit as exc:\n    code = exc.code\n"
+        "print(sorted(m for m in ('dataclasses', 'typing', 'inspect', 'ast', 'onnx')"
+        " if m in sys.modules), code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1] == "[] 0", proc.stdout + proc.stderr

@@ -14,19 +14,28 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+from ..record import Record
 
 #: marker for "reaches a model output"
 OUTPUT = "\x00output"
 
 
-@dataclass
-class Op:
+class Op(Record):
     """One operation: the layer that owns it (None: transparent glue), values in and out."""
 
+    __slots__ = ("group", "inputs", "outputs")
     group: str | None
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
+    inputs: list[str]
+    outputs: list[str]
+
+    def __init__(
+        self, group: str | None, inputs: list[str] | None = None,
+        outputs: list[str] | None = None,
+    ) -> None:
+        self.group = group
+        self.inputs = [] if inputs is None else inputs
+        self.outputs = [] if outputs is None else outputs
 
 
 def contract(

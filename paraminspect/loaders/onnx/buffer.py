@@ -15,7 +15,10 @@ from __future__ import annotations
 import mmap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 #: bytes read per window of a stream that cannot be mapped, unless it asks for another size

@@ -18,8 +18,8 @@ alone: only a random draw turned into a 0/1 mask that gates an activation is dro
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
+from ...record import FrozenRecord, assign
 from .records import NodeInfo, TensorInfo
 
 RANDOM_OPS = frozenset({
@@ -47,14 +47,22 @@ LOWERING_SCOPES = frozenset({
 MAX_HOPS = 12
 
 
-@dataclass(frozen=True)
-class Lowered:
+class Lowered(FrozenRecord):
     """One lowered training-mode layer: what it does and the node that decides its location."""
 
+    __slots__ = ("kind", "node", "scope", "evidence")
     kind: str  #: "dropout" or "batchnorm"
     node: int  #: index of the gating Mul/Where (dropout) or the centring Sub (batch norm)
     scope: str  #: the layer scope read from the node name, "" if none
     evidence: str
+
+    def __init__(
+        self, kind: str, node: int, scope: str, evidence: str,
+    ) -> None:
+        assign(self, "kind", kind)
+        assign(self, "node", node)
+        assign(self, "scope", scope)
+        assign(self, "evidence", evidence)
 
 
 def find_lowered(

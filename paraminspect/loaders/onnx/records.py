@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from ...record import Record
 
 #: the attributes, metadata or external-data entries of a record that has none: one shared,
 #: read-only mapping instead of an empty dict per node and per tensor
@@ -27,20 +28,39 @@ DATA_TYPES: dict[int, tuple[str, int]] = {
 }
 
 
-@dataclass(slots=True)
-class TensorInfo:
+class TensorInfo(Record):
     """A TensorProto without its payload."""
 
-    name: str = ""
-    dims: list[int] = field(default_factory=list)
-    data_type: int = 0
-    data_location: int = 0  #: 0 DEFAULT, 1 EXTERNAL
-    external_data: Mapping[str, str] = field(default_factory=dict)
-    payload_bytes: int = 0  #: bytes of raw_data / typed data skipped
-    small_raw: bytes | None = None  #: raw_data when at most SMALL_VALUE_BYTES
-    small_ints: list[int] | None = None  #: int32_data / int64_data when tiny
-    small_floats: list[float] | None = None  #: float_data / double_data when tiny
-    raw_offset: int | None = None  #: file offset of raw_data, for readers of the values
+    __slots__ = ("name", "dims", "data_type", "data_location", "external_data", "payload_bytes",
+                 "small_raw", "small_ints", "small_floats", "raw_offset")
+    name: str
+    dims: list[int]
+    data_type: int
+    data_location: int  #: 0 DEFAULT, 1 EXTERNAL
+    external_data: Mapping[str, str]
+    payload_bytes: int  #: bytes of raw_data / typed data skipped
+    small_raw: bytes | None  #: raw_data when at most SMALL_VALUE_BYTES
+    small_ints: list[int] | None  #: int32_data / int64_data when tiny
+    small_floats: list[float] | None  #: float_data / double_data when tiny
+    raw_offset: int | None  #: file offset of raw_data, for readers of the values
+
+    def __init__(
+        self, name: str = "", dims: list[int] | None = None, data_type: int = 0,
+        data_location: int = 0, external_data: Mapping[str, str] | None = None,
+        payload_bytes: int = 0, small_raw: bytes | None = None,
+        small_ints: list[int] | None = None, small_floats: list[float] | None = None,
+        raw_offset: int | None = None,
+    ) -> None:
+        self.name = name
+        self.dims = [] if dims is None else dims
+        self.data_type = data_type
+        self.data_location = data_location
+        self.external_data = {} if external_data is None else external_data
+        self.payload_bytes = payload_bytes
+        self.small_raw = small_raw
+        self.small_ints = small_ints
+        self.small_floats = small_floats
+        self.raw_offset = raw_offset
 
     @property
     def dtype(self) -> str | None:
@@ -68,20 +88,41 @@ class TensorInfo:
         return struct.unpack(fmt, raw)[0]
 
 
-@dataclass(slots=True)
-class AttributeInfo:
-    name: str = ""
-    type: int = 0
-    f: float | None = None
-    i: int | None = None
-    s: bytes | None = None
-    t: TensorInfo | None = None
-    floats: list[float] = field(default_factory=list)
-    ints: list[int] = field(default_factory=list)
-    strings: list[bytes] = field(default_factory=list)
-    tensors: list[TensorInfo] = field(default_factory=list)
-    graphs: int = 0  #: subgraphs (If/Loop/Scan bodies) seen and skipped
-    ref_attr_name: str | None = None
+class AttributeInfo(Record):
+    __slots__ = ("name", "type", "f", "i", "s", "t", "floats", "ints", "strings", "tensors",
+                 "graphs", "ref_attr_name")
+    name: str
+    type: int
+    f: float | None
+    i: int | None
+    s: bytes | None
+    t: TensorInfo | None
+    floats: list[float]
+    ints: list[int]
+    strings: list[bytes]
+    tensors: list[TensorInfo]
+    graphs: int  #: subgraphs (If/Loop/Scan bodies) seen and skipped
+    ref_attr_name: str | None
+
+    def __init__(
+        self, name: str = "", type: int = 0, f: float | None = None, i: int | None = None,
+        s: bytes | None = None, t: TensorInfo | None = None, floats: list[float] | None = None,
+        ints: list[int] | None = None, strings: list[bytes] | None = None,
+        tensors: list[TensorInfo] | None = None, graphs: int = 0,
+        ref_attr_name: str | None = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.f = f
+        self.i = i
+        self.s = s
+        self.t = t
+        self.floats = [] if floats is None else floats
+        self.ints = [] if ints is None else ints
+        self.strings = [] if strings is None else strings
+        self.tensors = [] if tensors is None else tensors
+        self.graphs = graphs
+        self.ref_attr_name = ref_attr_name
 
     def value(self) -> object:
         """A plain Python value for reports (tensors as their metadata)."""
@@ -103,39 +144,89 @@ class AttributeInfo:
         return None
 
 
-@dataclass(slots=True)
-class NodeInfo:
+class NodeInfo(Record):
+    __slots__ = ("index", "name", "op_type", "domain", "inputs", "outputs", "attributes",
+                 "metadata")
     index: int
-    name: str = ""
-    op_type: str = ""
-    domain: str = ""
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    attributes: Mapping[str, AttributeInfo] = field(default_factory=dict)
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    name: str
+    op_type: str
+    domain: str
+    inputs: list[str]
+    outputs: list[str]
+    attributes: Mapping[str, AttributeInfo]
+    metadata: Mapping[str, str]
+
+    def __init__(
+        self, index: int, name: str = "", op_type: str = "", domain: str = "",
+        inputs: list[str] | None = None, outputs: list[str] | None = None,
+        attributes: Mapping[str, AttributeInfo] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        self.index = index
+        self.name = name
+        self.op_type = op_type
+        self.domain = domain
+        self.inputs = [] if inputs is None else inputs
+        self.outputs = [] if outputs is None else outputs
+        self.attributes = {} if attributes is None else attributes
+        self.metadata = {} if metadata is None else metadata
 
 
-@dataclass(slots=True)
-class GraphInfo:
-    name: str = ""
-    nodes: list[NodeInfo] = field(default_factory=list)
-    initializers: list[TensorInfo] = field(default_factory=list)
-    sparse_initializers: int = 0
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    subgraphs: int = 0
+class GraphInfo(Record):
+    __slots__ = ("name", "nodes", "initializers", "sparse_initializers", "inputs", "outputs",
+                 "subgraphs")
+    name: str
+    nodes: list[NodeInfo]
+    initializers: list[TensorInfo]
+    sparse_initializers: int
+    inputs: list[str]
+    outputs: list[str]
+    subgraphs: int
+
+    def __init__(
+        self, name: str = "", nodes: list[NodeInfo] | None = None,
+        initializers: list[TensorInfo] | None = None, sparse_initializers: int = 0,
+        inputs: list[str] | None = None, outputs: list[str] | None = None, subgraphs: int = 0,
+    ) -> None:
+        self.name = name
+        self.nodes = [] if nodes is None else nodes
+        self.initializers = [] if initializers is None else initializers
+        self.sparse_initializers = sparse_initializers
+        self.inputs = [] if inputs is None else inputs
+        self.outputs = [] if outputs is None else outputs
+        self.subgraphs = subgraphs
 
 
-@dataclass(slots=True)
-class ModelInfo:
-    ir_version: int | None = None
-    producer_name: str = ""
-    producer_version: str = ""
-    domain: str = ""
-    model_version: int | None = None
-    graph: GraphInfo | None = None
-    opsets: dict[str, int] = field(default_factory=dict)
-    metadata: dict[str, str] = field(default_factory=dict)
-    training_infos: int = 0
-    functions: list[str] = field(default_factory=list)
-    skipped_bytes: int = 0  #: tensor payload bytes skipped without reading
+class ModelInfo(Record):
+    __slots__ = ("ir_version", "producer_name", "producer_version", "domain", "model_version",
+                 "graph", "opsets", "metadata", "training_infos", "functions", "skipped_bytes")
+    ir_version: int | None
+    producer_name: str
+    producer_version: str
+    domain: str
+    model_version: int | None
+    graph: GraphInfo | None
+    opsets: dict[str, int]
+    metadata: dict[str, str]
+    training_infos: int
+    functions: list[str]
+    skipped_bytes: int  #: tensor payload bytes skipped without reading
+
+    def __init__(
+        self, ir_version: int | None = None, producer_name: str = "", producer_version: str = "",
+        domain: str = "", model_version: int | None = None, graph: GraphInfo | None = None,
+        opsets: dict[str, int] | None = None, metadata: dict[str, str] | None = None,
+        training_infos: int = 0, functions: list[str] | None = None, skipped_bytes: int = 0,
+    ) -> None:
+        self.ir_version = ir_version
+        self.producer_name = producer_name
+        self.producer_version = producer_version
+        self.domain = domain
+        self.model_version = model_version
+        self.graph = graph
+        self.opsets = {} if opsets is None else opsets
+        self.metadata = {} if metadata is None else metadata
+        self.training_infos = training_infos
+        self.functions = [] if functions is None else functions
+        self.skipped_bytes = skipped_bytes
+

@@ -7,7 +7,6 @@ the legacy exporter encodes the scope in the node name (``/backbone/bn/BatchNorm
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Sequence
 
@@ -26,6 +25,8 @@ Scope = tuple[str, Sequence[str], Sequence[str]]
 def literal_list(text: str | None) -> list[str] | None:
     if not text or len(text) > MAX_LITERAL:
         return None
+    import ast  # the dynamo exporter's metadata are Python literals; legacy exports have none
+
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):

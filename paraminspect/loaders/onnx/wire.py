@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from typing import BinaryIO
 
 from .buffer import (
     FIXED32,
@@ -37,6 +36,10 @@ from .buffer import (
     varint,
 )
 from .records import NO_ENTRIES, AttributeInfo, GraphInfo, ModelInfo, NodeInfo, TensorInfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 #: tensors whose payload is at most this many bytes keep it (scalars only; never weights)
 SMALL_VALUE_BYTES = 16
