@@ -30,31 +30,20 @@ SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache_
 def summarize(graph: ModelGraph) -> Summary:
     """Element counts in one pass over the tensors (a 100,000-tensor graph is read once)."""
     total = buffers = trainable = frozen = 0
-    unknown = inferred = False
-    has_params = False
-    parameter, inferred_source = TensorRole.PARAMETER, Source.INFERRED
+    parameter = TensorRole.PARAMETER
     for tensor in graph.tensors.values():
         shape = tensor.shape
         count = prod(shape) if shape is not None else 0
         if tensor.role is not parameter:
             buffers += count
             continue
-        has_params = True
         total += count
         state = tensor.trainable
         if state is Trainable.TRAINABLE:
             trainable += count
         elif state is Trainable.FROZEN:
             frozen += count
-        else:
-            unknown = True
-        if tensor.trainable_fact.source is inferred_source:
-            inferred = True
-    # the weakest provenance, as ModelGraph.trainability_source() words it
-    if not has_params or unknown:
-        source = Source.UNKNOWN
-    else:
-        source = Source.INFERRED if inferred else Source.STORED
+    source = graph.trainability_source()
     known = source is not Source.UNKNOWN
     return Summary(
         layers=len(graph.layers) - ("" in graph.layers),

@@ -247,13 +247,7 @@ class _Builder:
             if scope and scope[0]:
                 path, scopes, classes = scope
                 if path not in layers:
-                    # ModelGraph.ensure_layer's one-step case inline; it does the rest
-                    parent = path.rpartition(".")[0]
-                    if parent in layers:
-                        layers[path] = Layer(path)
-                        layers[parent].children.append(path)
-                    else:
-                        graph.ensure_layer(path)
+                    graph.ensure_layer(path)
                 if classes:
                     for scope_path, cls in zip(scopes, classes, strict=False):
                         if cls and scope_path in layers:
