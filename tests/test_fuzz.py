@@ -8,8 +8,11 @@ each test has a fixed example count and no per-example deadline.
 
 from __future__ import annotations
 
+import collections
+import io
 import pickle
 import resource
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,13 @@ from hypothesis import strategies as st  # noqa: E402
 
 from paraminspect.engine import check_file  # noqa: E402
 from paraminspect.errors import LoadError  # noqa: E402
-from paraminspect.loaders.pickle.unpickler import GlobalLog, unpickle  # noqa: E402
+from paraminspect.loaders.pickle.unpickler import (  # noqa: E402
+    GlobalLog,
+    StorageRef,
+    Stub,
+    TensorRef,
+    unpickle,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: extra peak RSS the whole fuzz run may add to the process
@@ -89,6 +98,53 @@ def test_unpickler_raises_only_load_errors(data: bytes) -> None:
         unpickle(data, GlobalLog())
     except LoadError as exc:
         assert "\n" not in str(exc)
+
+
+def _canonical(value: object, depth: int = 0) -> object:
+    """A comparable picture of an unpickled value: stand-ins by target, records by fields."""
+    if depth > 40:
+        return "..."
+    if isinstance(value, (dict, collections.OrderedDict)):
+        return (type(value).__name__,
+                [(_canonical(k, depth + 1), _canonical(v, depth + 1)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_canonical(v, depth + 1) for v in value])
+    if isinstance(value, (set, frozenset)):
+        return (type(value).__name__, sorted(repr(_canonical(v, depth + 1)) for v in value))
+    if isinstance(value, Stub):
+        return ("stub", type(value)._pi_target, _canonical(value._pi_args, depth + 1),
+                _canonical(value.state_dict, depth + 1))
+    if isinstance(value, (TensorRef, StorageRef)):
+        return (type(value).__name__,
+                [_canonical(getattr(value, f), depth + 1) for f in type(value).__slots__])
+    if isinstance(value, type) and issubclass(value, Stub):
+        return ("stub class", value._pi_target)
+    return (type(value).__name__, repr(value))
+
+
+def _walk(stream: io.IOBase) -> tuple[str, object]:
+    try:
+        return "ok", _canonical(unpickle(stream, GlobalLog())[0])
+    except LoadError as exc:
+        return "error", str(exc)
+
+
+def _both_loops(data: bytes) -> tuple[tuple[str, object], tuple[str, object]]:
+    """The walk of ``data`` held in memory (the inlined opcode loop) and read as a stream."""
+    return _walk(io.BytesIO(data)), _walk(io.BufferedReader(io.BytesIO(data)))
+
+
+#: a torch state dict's pickle: the memo-heavy shape the inlined loop is written for
+TORCH_PICKLE = zipfile.ZipFile(FIXTURES / "torch" / "cnn_sd_clean.pt").read(
+    next(n for n in zipfile.ZipFile(FIXTURES / "torch" / "cnn_sd_clean.pt").namelist()
+         if n.endswith("/data.pkl")))
+
+
+@FAST
+@given(data=st.one_of(*[mutants(s) for s in [*PICKLE_SEEDS, TORCH_PICKLE]]))
+def test_in_memory_loop_agrees_with_stream_loop(data: bytes) -> None:
+    in_memory, streamed = _both_loops(data)
+    assert in_memory == streamed
 
 
 def _fuzz_file(tmp_path: Path, name: str, data: bytes) -> None:

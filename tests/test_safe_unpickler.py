@@ -77,6 +77,65 @@ def test_harmless_containers_stay_real() -> None:
     assert all(use.calls == 0 for use in log.uses.values() if "OrderedDict" not in str(use))
 
 
+def _op(code: bytes, arg: int | None = None, width: int = 1) -> bytes:
+    return code + (b"" if arg is None else arg.to_bytes(width, "little"))
+
+
+def _binput(i: int) -> bytes:
+    return _op(pickle.BINPUT, i)
+
+
+def _binget(i: int) -> bytes:
+    return _op(pickle.BINGET, i)
+
+
+def _long(code: bytes, i: int) -> bytes:
+    return _op(code, i, 4)
+
+
+#: memo traffic no pickler writes in order: indices out of order, a gap filled later, an index
+#: overwritten, text PUT/GET, 4-byte indices; Python's own unpickler is the oracle
+MEMO_PICKLES = {
+    "out of order": b"\x80\x02(" + pickle.EMPTY_LIST + _binput(3) + pickle.EMPTY_DICT
+    + _binput(0) + _binget(3) + _binget(0) + pickle.TUPLE + pickle.STOP,
+    "gap filled": b"\x80\x02(" + _op(pickle.BININT1, 7) + _binput(1) + _op(pickle.BININT1, 8)
+    + _binput(0) + _binget(1) + _op(pickle.BININT1, 9) + _binput(1) + _binget(1) + _binget(0)
+    + pickle.TUPLE + pickle.STOP,
+    "overwritten": b"\x80\x02(" + _op(pickle.BININT1, 1) + _binput(0) + _op(pickle.BININT1, 2)
+    + _binput(0) + _binget(0) + pickle.TUPLE + pickle.STOP,
+    "text put and get": b"(" + pickle.INT + b"5\n" + pickle.PUT + b"2\n" + pickle.GET + b"2\n"
+    + pickle.INT + b"6\n" + pickle.PUT + b"0\n" + pickle.GET + b"0\n" + pickle.TUPLE
+    + pickle.STOP,
+    "long indices": b"\x80\x02(" + _op(pickle.BININT1, 4) + _long(pickle.LONG_BINPUT, 70000)
+    + _op(pickle.BININT1, 5) + _long(pickle.LONG_BINPUT, 0) + _long(pickle.LONG_BINGET, 70000)
+    + _long(pickle.LONG_BINGET, 0) + pickle.TUPLE + pickle.STOP,
+    "memoize": pickle.dumps([[1, 2], "shared"] * 3, protocol=4),
+    # MEMOIZE puts at the count of distinct indices: 1, 0, then 1 again is two, so 2 is next
+    "memoize after a gap": b"\x80\x04(" + _op(pickle.BININT1, 7) + _binput(1)
+    + _op(pickle.BININT1, 8) + _binput(0) + _op(pickle.BININT1, 9) + _binput(1)
+    + _op(pickle.BININT1, 10) + pickle.MEMOIZE + _binget(2) + _binget(1) + pickle.TUPLE
+    + pickle.STOP,
+    "shared references": pickle.dumps([(i, "k") for i in range(300)] * 2, protocol=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEMO_PICKLES))
+def test_memo_matches_pythons_unpickler_in_both_loops(name: str) -> None:
+    blob = MEMO_PICKLES[name]
+    expected = pickle.loads(blob)
+    in_memory, _ = unpickle(blob, GlobalLog())  # the inlined opcode loop
+    streamed, _ = unpickle(io.BufferedReader(io.BytesIO(blob)), GlobalLog())  # method per opcode
+    assert in_memory == expected
+    assert streamed == expected
+
+
+@pytest.mark.parametrize("stream", [io.BytesIO, lambda b: io.BufferedReader(io.BytesIO(b))])
+def test_memo_miss_is_named(stream: object) -> None:
+    blob = b"\x80\x02" + pickle.EMPTY_LIST + _binput(0) + _binget(0) + _binget(1) + pickle.STOP
+    with pytest.raises(LoadError, match="Memo value not found at index 1"):
+        unpickle(stream(blob), GlobalLog())  # type: ignore[operator]
+
+
 def test_truncated_pickle_is_a_load_error() -> None:
     blob = pickle.dumps({"a": list(range(100))}, protocol=2)
     with pytest.raises(LoadError, match="truncated"):

@@ -193,7 +193,7 @@ def _torch_zip(path: Path, graph: ModelGraph) -> dict[str, TensorData]:
             storages[key] = (reader, count)
         base, storage_numel = storages[key]
         shape = tuple(ref.shape)
-        stride = tuple(ref.attrs.get("stride") or ())
+        stride = ref.stride or ()
         numel = math.prod(shape)
         if ref.offset + numel > storage_numel:
             continue

@@ -5,9 +5,10 @@ A torch ``data.pkl`` of 100,000 tensors is about 3 million opcodes; Python's unp
 Here the pickle is one ``bytes`` object walked with an index, and the opcodes a state dict is made
 of (memo puts and gets, small ints, strings, marks, tuples, REDUCE, persistent ids) are handled in
 the loop itself. They do exactly what the unpickler's own methods do, with the same bounds and the
-same exceptions; an opcode whose argument would run past the end of the pickle, and every other
-opcode, goes to the unpickler's method with the stream positioned just after the opcode byte, so
-truncated, corrupt and hostile pickles meet the very code they met before.
+same exceptions; an opcode whose argument would run past the end of the pickle, a memo index the
+list part of the memo does not cover, and every other opcode, goes to the unpickler's method with
+the stream positioned just after the opcode byte, so truncated, corrupt and hostile pickles meet
+the very code they met before.
 
 A FRAME opcode (protocol 4+) hands the rest of the pickle back to the stream-reading loop: framing
 rules (no opcode may cross a frame's end) are enforced by Python's unframer, not duplicated here.
@@ -17,7 +18,6 @@ torch writes protocol 2, so its pickles never get there.
 from __future__ import annotations
 
 import collections
-import pickle
 import struct
 
 TYPE_CHECKING = False
@@ -30,7 +30,6 @@ HASHED_REAL = (set, frozenset, dict, collections.OrderedDict, collections.defaul
 #: returned instead of a value when a FRAME opcode was met: the caller continues from the stream
 FRAMED = object()
 
-_UnpicklingError = pickle.UnpicklingError
 _unpack_uint32 = struct.Struct("<I").unpack_from
 
 def run(unpickler: Any, data: bytes, pos: int) -> Any:  # noqa: C901, PLR0912, PLR0915 - one loop
@@ -43,11 +42,17 @@ def run(unpickler: Any, data: bytes, pos: int) -> Any:  # noqa: C901, PLR0912, P
     u = unpickler
     stream = u._reader
     dispatch = u.dispatch
-    memo = u.memo
+    # Memo puts and gets are inlined for the list part of the memo only, while nothing is in its
+    # dict part: a put of the next index appends, a get below the length indexes. Anything else
+    # (an index out of order, a memo at its bound) goes to the unpickler's method.
+    dense = u.memo_dense
+    dense_append = dense.append
+    sparse = u.memo
     metastack = u.metastack
     stack = u.stack
     limits = u.limits
-    max_memo, max_memo_index, max_items = limits.max_memo, limits.max_memo_index, limits.max_items
+    dense_limit = min(limits.max_memo, limits.max_memo_index)
+    max_items = limits.max_items
     end = len(data)
     try:
         while True:
@@ -61,12 +66,10 @@ def run(unpickler: Any, data: bytes, pos: int) -> Any:  # noqa: C901, PLR0912, P
             if op == 114:  # LONG_BINPUT
                 if pos + 4 <= end:
                     (index,) = _unpack_uint32(data, pos)
-                    pos += 4
-                    if index < max_memo_index and len(memo) < max_memo:
-                        memo[index] = stack[-1]
-                    else:
-                        u._memo_put(index)
-                    continue
+                    if index == len(dense) and index < dense_limit and not sparse:
+                        pos += 4
+                        dense_append(stack[-1])
+                        continue
             elif op == 75:  # BININT1
                 if pos < end:
                     stack.append(data[pos])
@@ -75,12 +78,10 @@ def run(unpickler: Any, data: bytes, pos: int) -> Any:  # noqa: C901, PLR0912, P
             elif op == 104:  # BINGET
                 if pos < end:
                     index = data[pos]
-                    pos += 1
-                    try:
-                        stack.append(memo[index])
-                    except KeyError:
-                        raise _UnpicklingError(f"Memo value not found at index {index}") from None
-                    continue
+                    if index < len(dense):
+                        pos += 1
+                        stack.append(dense[index])
+                        continue
             elif op == 40:  # MARK
                 metastack.append(stack)
                 stack = u.stack = []
@@ -131,12 +132,10 @@ def run(unpickler: Any, data: bytes, pos: int) -> Any:  # noqa: C901, PLR0912, P
             elif op == 106:  # LONG_BINGET
                 if pos + 4 <= end:
                     (index,) = _unpack_uint32(data, pos)
-                    pos += 4
-                    try:
-                        stack.append(memo[index])
-                    except KeyError:
-                        raise _UnpicklingError(f"Memo value not found at index {index}") from None
-                    continue
+                    if index < len(dense):
+                        pos += 4
+                        stack.append(dense[index])
+                        continue
             elif op == 77:  # BININT2
                 if pos + 2 <= end:
                     stack.append(data[pos] | data[pos + 1] << 8)
@@ -144,16 +143,13 @@ def run(unpickler: Any, data: bytes, pos: int) -> Any:  # noqa: C901, PLR0912, P
                     continue
             elif op == 113:  # BINPUT
                 if pos < end:
-                    if len(memo) >= max_memo:
-                        pos += 1
-                        u._memo_put(data[pos - 1])
-                    else:
+                    index = data[pos]
+                    if index == len(dense) and index < dense_limit and not sparse:
                         # load_binput reads the top of the stack before its argument: an empty
                         # stack fails with the argument unread
-                        value = stack[-1]
-                        memo[data[pos]] = value
+                        dense_append(stack[-1])
                         pos += 1
-                    continue
+                        continue
             elif op == 140:  # SHORT_BINUNICODE
                 if pos < end:
                     size = data[pos]

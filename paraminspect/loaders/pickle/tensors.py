@@ -77,7 +77,7 @@ class TensorRef:
     Compared and hashed by identity, like the tensors it stands for (tied weights share one).
     """
 
-    __slots__ = ("storage", "offset", "shape", "requires_grad", "is_parameter", "dtype", "attrs")
+    __slots__ = ("storage", "offset", "shape", "requires_grad", "is_parameter", "dtype", "stride")
 
     def __init__(
         self,
@@ -93,7 +93,8 @@ class TensorRef:
         self.requires_grad = requires_grad
         self.is_parameter = False
         self.dtype = dtype or (storage.dtype if storage else None)
-        self.attrs: dict[str, Any] = {}
+        #: element strides, for readers of the tensor's bytes (``diff``); None when not stored
+        self.stride: tuple[int, ...] | None = None
 
     def __repr__(self) -> str:
         kind = "Parameter" if self.is_parameter else "Tensor"
@@ -148,9 +149,7 @@ def _rebuild_tensor(kind: str, args: tuple[Any, ...]) -> TensorRef:
         requires_grad if isinstance(requires_grad, bool) else None,
         _dtype_name(args[6] if n > 6 else None) if kind == "tensor_v3" else None,
     )
-    stride = _as_shape(args[3] if n > 3 else None)
-    if stride is not None:
-        ref.attrs["stride"] = stride  # element strides, for readers of the tensor's bytes
+    ref.stride = _as_shape(args[3] if n > 3 else None)
     return ref
 
 

@@ -130,7 +130,7 @@ _HASHED_REAL = fastloop.HASHED_REAL
 class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
     """Unpickler whose globals are stubs; ``persistent_load`` yields StorageRefs.
 
-    Built on Python's own unpickler so that the memo is a dict (a 13-byte pickle cannot make it
+    Built on Python's own unpickler so that the memo is sparse (a 13-byte pickle cannot make it
     allocate gigabytes) and every container opcode can be bounded; see :class:`Limits`.
     """
 
@@ -154,6 +154,11 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         self._classes: dict[str, type] = {}
         self.storages: dict[str, StorageRef] = {}
         self._items = 0
+        # The memo: picklers number what they memoize 0, 1, 2, ... in order, so those indices
+        # live in a list (a dict of 800,000 int keys costs 60 MB more at 100,000 tensors); any
+        # other index lives in the ``memo`` dict. No index is in both, so the number of memoized
+        # objects is the sum of the two sizes.
+        self.memo_dense: list[Any] = []
 
     # -- globals ---------------------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> Any:
@@ -364,14 +369,50 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
                 todo.extend((child, depth + 1) for child in item)
         self._count(seen)
 
+    def memo_size(self) -> int:
+        return len(self.memo_dense) + len(self.memo)
+
     def _memo_put(self, index: int) -> None:
         if index < 0 or index >= self.limits.max_memo_index:
             raise LoadError(f"pickle memo index {index} is out of bounds: corrupt or hostile")
-        if len(self.memo) >= self.limits.max_memo and index not in self.memo:
+        if (
+            self.memo_size() >= self.limits.max_memo
+            and index >= len(self.memo_dense) and index not in self.memo
+        ):
             raise LoadError(
                 f"pickle memo holds more than {self.limits.max_memo:,} objects: refused"
             )
-        self.memo[index] = self.stack[-1]
+        self._memo_store(index, self.stack[-1])
+
+    def _memo_store(self, index: int, value: Any) -> None:
+        dense = self.memo_dense
+        if index < len(dense):
+            dense[index] = value
+        elif index == len(dense):
+            dense.append(value)
+            if self.memo:
+                self.memo.pop(index, None)
+        else:
+            self.memo[index] = value
+
+    def _memo_get(self, index: int) -> Any:
+        dense = self.memo_dense
+        if 0 <= index < len(dense):
+            return dense[index]
+        try:
+            return self.memo[index]
+        except KeyError:
+            raise pickle.UnpicklingError(f"Memo value not found at index {index}") from None
+
+    def load_get(self) -> None:
+        self.append(self._memo_get(int(self.readline()[:-1])))
+
+    def load_binget(self) -> None:
+        self.append(self._memo_get(self.read(1)[0]))
+
+    def load_long_binget(self) -> None:
+        (index,) = struct.unpack("<I", self.read(4))
+        self.append(self._memo_get(index))
 
     def load_put(self) -> None:
         line = self.readline()[:-1]
@@ -380,21 +421,21 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         self._memo_put(int(line))
 
     def load_binput(self) -> None:
-        memo = self.memo
-        if len(memo) >= self.limits.max_memo:
+        if self.memo_size() >= self.limits.max_memo:
             self._memo_put(self.read(1)[0])
         else:
-            memo[self.read(1)[0]] = self.stack[-1]
+            value = self.stack[-1]  # read before the argument, as Python's unpickler does
+            self._memo_store(self.read(1)[0], value)
 
     def load_long_binput(self) -> None:
         (index,) = struct.unpack("<I", self.read(4))
-        if index < self.limits.max_memo_index and len(self.memo) < self.limits.max_memo:
-            self.memo[index] = self.stack[-1]
+        if index < self.limits.max_memo_index and self.memo_size() < self.limits.max_memo:
+            self._memo_store(index, self.stack[-1])
         else:
             self._memo_put(index)
 
     def load_memoize(self) -> None:
-        self._memo_put(len(self.memo))
+        self._memo_put(self.memo_size())
 
     def load_bytearray8(self) -> None:
         (size,) = struct.unpack("<Q", self.read(8))
@@ -479,6 +520,9 @@ class RestrictedUnpickler(_PyUnpickler):  # type: ignore[misc]
         raise pickle.UnpicklingError(f"BUILD on a {type(inst).__name__} object")
 
     for _opcode, _method in (
+        (pickle.GET, load_get),
+        (pickle.BINGET, load_binget),
+        (pickle.LONG_BINGET, load_long_binget),
         (pickle.PUT, load_put),
         (pickle.BINPUT, load_binput),
         (pickle.LONG_BINPUT, load_long_binput),
