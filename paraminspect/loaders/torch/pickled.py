@@ -360,7 +360,7 @@ def build_graph(
     if is_module(model):
         _add_module(graph, "", model, set(), {})
         graph.content = graph.content if model_key else "module"
-    elif is_state_dict(model):
+    elif model is not None:  # _locate returns a module, a state dict or None
         undecided = _add_state_dict(graph, model)
         graph.content = graph.content if model_key else "state_dict"
     elif graph.content == "optimizer":
@@ -471,9 +471,12 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> set[str]:
     if names and all(n.startswith("module.") for n in names):
         graph.stripped_prefix = "module."
         graph.notes.append("'module.' prefix of DataParallel/DDP removed from names")
-    if any(COMPILED_PREFIX in n for n in names):
+    compiled = any(COMPILED_PREFIX in n for n in names)
+    if compiled:
         graph.metadata["compiled"] = True
         graph.notes.append("'_orig_mod.' of torch.compile removed from names")
+    # a stored tensor -> the first name it was seen under: its bytes (storage, offset, shape),
+    # or the record itself when those are not all known
     seen: dict[Any, str] = {}
     # local name -> (named like a buffer, named like a parameter): a 100,000-tensor state dict
     # has a handful of distinct local names, each otherwise matched against the patterns again
@@ -481,16 +484,14 @@ def _add_state_dict(graph: ModelGraph, state_dict: dict[str, Any]) -> set[str]:
     prefix_length = len(graph.stripped_prefix)
     for key in names:
         ref = state_dict[key]
-        name = strip_compiled(key[prefix_length:])
-        identity = _storage_identity(ref)
-        owner = seen.get(id(ref)) or seen.get(identity)
+        name = strip_compiled(key[prefix_length:]) if compiled else key[prefix_length:]
+        identity = _storage_identity(ref) or id(ref)
+        owner = seen.get(identity)
         if owner is not None:  # tied weights: one tensor, like model.parameters() dedups it
             graph.notes.append(f"{name} is the same tensor as {owner}")
             graph.tensors[owner].aliases.append(name)
             continue
-        seen[id(ref)] = name
-        if identity is not None:
-            seen[identity] = name
+        seen[identity] = name
         layer, _, local = name.rpartition(".")
         convention = conventions.get(local)
         if convention is None:
@@ -570,9 +571,9 @@ def _add_unique(
 
 def _storage_identity(ref: TensorRef) -> tuple[str, int, tuple[int, ...]] | None:
     """Two records over the same bytes (storage key, offset, shape) are one tensor stored twice."""
-    if ref.storage is None or ref.shape is None or not ref.shape:
+    if ref.storage is None or not ref.shape:
         return None
-    return (f"storage:{ref.storage.key}", ref.offset, ref.shape)
+    return (ref.storage.key, ref.offset, ref.shape)
 
 
 def _items(value: Any) -> list[tuple[str, Any]]:
