@@ -85,6 +85,13 @@ def torch_state_dict(path: Path, layers: int, rows: int) -> None:
     torch.save({f"layers.{i}.weight": torch.zeros(rows, 1024) for i in range(layers)}, path)
 
 
+def many_torch(path: Path, count: int) -> None:
+    import torch
+
+    torch.save({f"layers.{i // 2}.{('weight', 'bias')[i % 2]}": torch.zeros(2)
+                for i in range(count)}, path)
+
+
 def adam_checkpoint(path: Path, params: int) -> None:
     import torch
 
@@ -152,11 +159,14 @@ def cases(work: Path) -> list[tuple[str, str, Callable[[], list[Row]]]]:
         torch_state_dict(p("t10m.pt"), 256, 10)
         torch_state_dict(p("t1g.pt"), 256, 1024)
         torch_zip_1gb(p("t10g.pt"), layers=2560)
+        many_torch(p("t100k.pt"), 100_000)
         peer = "torch.load(mmap, weights_only)"
         return [
             ("torch zip 10 MB", [*CHECK, str(p("t10m.pt"))], peer, p("t10m.pt")),
             ("torch zip 1 GB", [*CHECK, str(p("t1g.pt"))], peer, p("t1g.pt")),
             ("torch zip 10 GB (sparse)", [*CHECK, str(p("t10g.pt"))], None, None),
+            ("torch state dict, 100,000 tensors", [*CHECK, str(p("t100k.pt"))], peer,
+             p("t100k.pt")),
         ]
 
     def safetensors_rows() -> list[Row]:
