@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import Settings
 from ..graph import Fact, LayerKind, ModelGraph, Source, Tensor, TensorRole, Trainable
-from ..loaders.keras.model import BUFFER_NAMES
+from ..loaders.keras.layer_config import BUFFER_NAMES
 from .core import Reporter, live_findings
 from .live import LiveState
 
