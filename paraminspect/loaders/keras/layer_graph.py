@@ -4,9 +4,8 @@
 
 from __future__ import annotations
 
-import heapq
-
 from ...graph import ModelGraph, OrderSource
+from ..dataflow import topological_order
 from .layer_config import LayerSpec
 
 TYPE_CHECKING = False
@@ -96,28 +95,10 @@ def _topological(
 ) -> list[str]:
     """Leaf layers in dataflow order (ties broken by config order), each nested model
     placed just before its first layer; the root first."""
-    leaves = [s.path for s in order_specs]
-    rank = {p: i for i, p in enumerate(leaves)}
-    incoming: dict[str, set[str]] = {p: set() for p in leaves}
-    outgoing: dict[str, list[str]] = {p: [] for p in leaves}
-    for a, b in edges:
-        if a in incoming and b in incoming and a != b and a not in incoming[b]:
-            incoming[b].add(a)
-            outgoing[a].append(b)
-    # Kahn's algorithm with a heap on config order: linear up to the log factor
-    ready = [rank[p] for p in leaves if not incoming[p]]
-    heapq.heapify(ready)
-    order: list[str] = []
-    placed: set[str] = set()
-    while ready:
-        node = leaves[heapq.heappop(ready)]
-        order.append(node)
-        placed.add(node)
-        for nxt in outgoing[node]:
-            incoming[nxt].discard(node)
-            if not incoming[nxt] and nxt not in placed:
-                heapq.heappush(ready, rank[nxt])
-    order += [p for p in leaves if p not in placed]  # cycles cannot happen; be safe
+    # a layer called twice in a row feeds itself: that edge orders nothing
+    order, _ = topological_order(
+        [s.path for s in order_specs], [(a, b) for a, b in edges if a != b]
+    )
     out = [""]
     seen = {""}
     for path in order:
