@@ -225,7 +225,7 @@ def test_safetensors_fast_validation_agrees_with_the_exact_one(
 ) -> None:
     """The column-wise validator accepts exactly what the per-tensor one accepts, with the same
     result; where it declines (None), the per-tensor one names the error."""
-    from paraminspect.loaders.safetensors import _validate_columns, _validate_exact
+    from paraminspect.loaders.safetensors.header import _validate_columns, _validate_exact
 
     header, data_size = case
     try:
@@ -324,7 +324,7 @@ def test_safetensors_canonical_header_reading_agrees_with_json(case: tuple[str, 
 def _column_reader_agrees(text: str, data_size: int) -> object:
     """What the column reader returns for ``text``, asserted None or equal to the json path's
     result (None where the json path refuses the header)."""
-    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
+    from paraminspect.loaders.safetensors.header import _parse_canonical, _parse_json
 
     try:
         expected = _parse_json(text, data_size)
@@ -343,7 +343,7 @@ def test_safetensors_compact_headers_take_the_column_reader(
     """A valid header written compactly, as the library writes it, never needs json.loads."""
     import json
 
-    from paraminspect.loaders.safetensors import _parse_canonical, _parse_json
+    from paraminspect.loaders.safetensors.header import _parse_canonical, _parse_json
 
     header, data_size = case
     text = json.dumps({"__metadata__": {"format": "pt"}, **header}, separators=(",", ":"))

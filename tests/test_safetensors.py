@@ -105,7 +105,7 @@ def _entry(dtype: str, shape: list, begin: int, end: int) -> dict:
 def test_header_validation(tmp_path: Path, header, data: int, message: str) -> None:
     path = _write(tmp_path / "x.safetensors", header, bytes(data))
     if isinstance(header, bytes) and not header.startswith(b"{"):
-        from paraminspect.loaders.safetensors import load
+        from paraminspect.loaders.safetensors.model import load
         from paraminspect.sniff import Sniffed
 
         with pytest.raises(LoadError, match=message):

@@ -26,7 +26,7 @@ LOADERS: dict[str, str] = {
     "keras": "keras.model:load",
     "keras-h5": "keras.model:load",
     "onnx": "onnx.model:load",
-    "safetensors": "safetensors:load",
+    "safetensors": "safetensors.model:load",
     "ort-training": "onnx.ort_training:load",
     "pickle-carrier": "pickle.scan:load",
     "tf-savedmodel": "tf.savedmodel:load",
