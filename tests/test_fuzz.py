@@ -324,13 +324,13 @@ def test_safetensors_canonical_header_reading_agrees_with_json(case: tuple[str, 
 def _column_reader_agrees(text: str, data_size: int) -> object:
     """What the column reader returns for ``text``, asserted None or equal to the json path's
     result (None where the json path refuses the header)."""
-    from paraminspect.loaders.safetensors.header import _parse_canonical, _parse_json
+    from paraminspect.loaders.safetensors.header import parse_canonical, parse_json
 
     try:
-        expected = _parse_json(text, data_size)
+        expected = parse_json(text, data_size)
     except LoadError:
         expected = None
-    got = _parse_canonical(text, data_size)
+    got = parse_canonical(text, data_size)
     assert got is None or got == expected
     return got
 
@@ -343,15 +343,15 @@ def test_safetensors_compact_headers_take_the_column_reader(
     """A valid header written compactly, as the library writes it, never needs json.loads."""
     import json
 
-    from paraminspect.loaders.safetensors.header import _parse_canonical, _parse_json
+    from paraminspect.loaders.safetensors.header import parse_canonical, parse_json
 
     header, data_size = case
     text = json.dumps({"__metadata__": {"format": "pt"}, **header}, separators=(",", ":"))
     try:
-        expected = _parse_json(text + "  ", data_size)
+        expected = parse_json(text + "  ", data_size)
     except LoadError:
         return
-    assert _parse_canonical(text + "  ", data_size) == expected
+    assert parse_canonical(text + "  ", data_size) == expected
 
 
 _ENTRY = '{"dtype":"F32","shape":[],"data_offsets":[0,4]}'

@@ -39,7 +39,7 @@ NON_FLOAT = frozenset(DTYPES) - FLOAT_DTYPES
 Columns = tuple[dict[str, str] | None, list[str], list[str], list[tuple[int, ...]]]
 
 
-def _read_header_text(path: Path) -> tuple[str, int]:
+def read_header_text(path: Path) -> tuple[str, int]:
     """The header text (bounded, UTF-8, starting with ``{``) and the size of the data buffer."""
     try:
         with open_binary(path) as handle:
@@ -67,7 +67,7 @@ def _read_header_text(path: Path) -> tuple[str, int]:
     return text, size - 8 - length
 
 
-def _parse_json(text: str, data_size: int) -> Columns:
+def parse_json(text: str, data_size: int) -> Columns:
     """The general path: any header JSON, validated; LoadError naming what is wrong."""
     header = _parse_header(text)
     if not isinstance(header, dict):
@@ -90,9 +90,9 @@ _SHAPE = re.compile(r":\[((?:0|[1-9][0-9]{0,18})(?:,(?:0|[1-9][0-9]{0,18}))*)?\]
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 
 
-def _parse_canonical(text: str, data_size: int) -> Columns | None:
+def parse_canonical(text: str, data_size: int) -> Columns | None:
     """The compact header the safetensors library writes, read as columns without building a
-    dict per tensor; None (then :func:`_parse_json` decides) at the least doubt.
+    dict per tensor; None (then :func:`parse_json` decides) at the least doubt.
 
     Equal to the JSON path by construction: with no backslash in the text every ``"`` opens or
     closes a string, so splitting at ``"`` alternates string contents and the text between
@@ -114,7 +114,7 @@ def _parse_canonical(text: str, data_size: int) -> Columns | None:
             return None
         try:  # the text from the ``{`` after ``"__metadata__":`` to the first ``}`` after it
             value = '"'.join(parts[2:end + 1])[1:-1]
-            metadata = json.loads(value, object_pairs_hook=_no_duplicates)
+            metadata = json.loads(value, object_pairs_hook=no_duplicates)
         except ValueError:
             return None
         if type(metadata) is not dict or set(map(type, metadata.values())) - {str}:
@@ -191,12 +191,12 @@ def _parse_header(text: str) -> object:
         if text.count(":") == keys:
             return header
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return json.loads(text, object_pairs_hook=no_duplicates)
     except ValueError as exc:
         raise LoadError(f"safetensors header is not valid JSON ({_one_line(exc)})") from None
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in pairs:
         if key in out:

@@ -25,10 +25,10 @@ from ...sniff import Sniffed
 from .header import (
     DTYPE_NAMES,
     NON_FLOAT,
-    _no_duplicates,
-    _parse_canonical,
-    _parse_json,
-    _read_header_text,
+    no_duplicates,
+    parse_canonical,
+    parse_json,
+    read_header_text,
 )
 
 #: paraminspect's convention for carrying trainability in ``__metadata__`` (see module doc)
@@ -37,8 +37,8 @@ TRAINABLE_KEY = "paraminspect.trainable"
 
 def load(path: Path, sniffed: Sniffed) -> ModelGraph:
     """Read a safetensors header. Raises LoadError where the safetensors library would refuse."""
-    text, data_size = _read_header_text(path)
-    parsed = _parse_canonical(text, data_size) or _parse_json(text, data_size)
+    text, data_size = read_header_text(path)
+    parsed = parse_canonical(text, data_size) or parse_json(text, data_size)
     metadata, names, dtypes, shapes = parsed
 
     graph = ModelGraph(path=str(path), format="safetensors", content="state_dict",
@@ -123,7 +123,7 @@ def _apply_trainable_convention(graph: ModelGraph, raw: str | None) -> list[str]
     if raw is None:
         return None
     try:
-        mapping = json.loads(raw, object_pairs_hook=_no_duplicates)
+        mapping = json.loads(raw, object_pairs_hook=no_duplicates)
     except ValueError:
         graph.notes.append(f"{TRAINABLE_KEY} metadata is not valid JSON; ignored")
         return None
