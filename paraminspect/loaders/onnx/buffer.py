@@ -1,13 +1,14 @@
-"""The bytes an ONNX file is walked over, and the protobuf wire-format primitives that decode them.
+"""The bytes an ONNX file is walked over, and the protobuf field heads the walker reads there.
 
 A local file is memory-mapped read-only: the walker indexes it like ``bytes`` and the pages of the
 tensor payloads it skips are never read. A stream that cannot be mapped (a remote file behind
 :class:`~paraminspect.io.BlockCache`) is read through one window that moves to wherever the walker
 looks next, so jumping over a payload costs no transfer.
 
-Every position is a file offset. Varints are decoded up to the end of the file and messages are
-checked against their own end by the caller; a malformed or truncated file raises
-:class:`WireError` with one line naming the byte.
+Every position is a file offset. The wire-format primitives themselves are
+:mod:`paraminspect.loaders.protobuf`'s; here are the ONNX walker's field heads over a buffer. A
+malformed or truncated file raises :class:`~paraminspect.loaders.protobuf.WireError` with one line
+naming the byte.
 """
 
 from __future__ import annotations
@@ -16,17 +17,14 @@ import mmap
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..protobuf import FIXED32, FIXED64, LEN, VARINT, WireError, varint
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO
 
-VARINT, FIXED64, LEN, FIXED32 = 0, 1, 2, 5
 #: bytes read per window of a stream that cannot be mapped, unless it asks for another size
 _BLOCK = 64 * 1024
-
-
-class WireError(Exception):
-    """The bytes are not a well-formed ONNX protobuf message (one-line message)."""
 
 
 class StreamBuffer:
@@ -92,21 +90,6 @@ def byte_buffer(handle: BinaryIO, size: int) -> Iterator[Buffer]:
         view.close()
 
 
-def varint(buf: Buffer, pos: int, where: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it (``where``: the byte errors name)."""
-    size = len(buf)
-    result = shift = 0
-    for at in range(pos, pos + 10):
-        if at >= size:
-            raise WireError(f"unexpected end of file in a varint at byte {where}")
-        byte = buf[at]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, at + 1
-        shift += 7
-    raise WireError(f"malformed varint at byte {where}")
-
-
 def overclaim(number: int, start: int, length: int) -> WireError:
     """The error for a LEN field longer than the rest of its message."""
     return WireError(
@@ -126,18 +109,18 @@ def head(buf: Buffer, start: int, end: int) -> tuple[int, int, int | bytes, int]
     if key < 0x80:
         pos = start + 1
     else:
-        key, pos = varint(buf, start, start)
+        key, pos = varint(buf, start, end, start)
     number, wire = key >> 3, key & 7
     if number == 0:
         raise WireError(f"invalid field number 0 at byte {start}")
     if wire in (VARINT, LEN):
-        if pos >= len(buf):
-            raise WireError(f"unexpected end of file in a varint at byte {start}")
+        if pos >= end:
+            raise WireError(f"truncated varint at byte {start}")
         value = buf[pos]
         if value < 0x80:
             pos += 1
         else:
-            value, pos = varint(buf, pos, start)
+            value, pos = varint(buf, pos, end, start)
         if wire == LEN and pos + value > end:
             raise overclaim(number, start, value)
         return number, wire, value, pos
@@ -164,23 +147,3 @@ def fields(buf: Buffer, pos: int, end: int) -> Iterator[tuple[int, int, int | by
         yield number, wire, value, at
     if pos != end:
         raise overrun(pos)
-
-
-def signed(value: int) -> int:
-    """A varint read as int64."""
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def packed_varints(buf: Buffer, pos: int, end: int) -> list[int]:
-    """The int64 values of a packed repeated integer field ``buf[pos:end]``."""
-    out = []
-    while pos < end:
-        value = buf[pos]
-        if value < 0x80:
-            pos += 1
-        else:
-            value, pos = varint(buf, pos, pos)
-        out.append(signed(value))
-    if pos != end:
-        raise WireError(f"packed integers overrun at byte {pos}")
-    return out

@@ -19,22 +19,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-from .buffer import (
-    FIXED32,
-    FIXED64,
-    LEN,
-    VARINT,
-    Buffer,
-    WireError,
-    byte_buffer,
-    fields,
-    head,
-    overclaim,
-    overrun,
-    packed_varints,
-    signed,
-    varint,
-)
+from ..protobuf import FIXED32, FIXED64, LEN, VARINT, WireError, packed_varints, signed, varint
+from .buffer import Buffer, byte_buffer, fields, head, overclaim, overrun
 from .records import NO_ENTRIES, AttributeInfo, GraphInfo, ModelInfo, NodeInfo, TensorInfo
 
 TYPE_CHECKING = False
@@ -157,7 +143,7 @@ class _Walker:
                 if n < 0x80:
                     pos += 2
                 else:
-                    n, pos = varint(buf, pos + 1, start)
+                    n, pos = varint(buf, pos + 1, end, start)
                 number = key >> 3
                 if pos + n > end:
                     raise overclaim(number, start, n)
@@ -264,7 +250,7 @@ class _Walker:
                     raw = buf[at:stop]
                     a.floats.extend(struct.unpack(f"<{len(raw) // 4}f", raw[: len(raw) // 4 * 4]))
                 elif number == 8:
-                    a.ints.extend(packed_varints(buf, at, stop))
+                    a.ints.extend(map(signed, packed_varints(buf, at, stop)))
                 elif number == 9:
                     a.strings.append(self.long_string(at, v))  # type: ignore[arg-type]
                 elif number == 10:
@@ -353,7 +339,7 @@ class _Walker:
                     name = self.strings[raw] = raw.decode("utf-8", "replace")  # type: ignore[union-attr,index]
                 t.name = name
             elif number == 1:  # dims, packed
-                t.dims.extend(packed_varints(buf, pos, stop))
+                t.dims.extend(map(signed, packed_varints(buf, pos, stop)))
             elif number == 9:  # raw_data: keep scalars only, skip the rest unread
                 t.payload_bytes += v  # type: ignore[operator]
                 t.raw_offset = pos
@@ -395,7 +381,7 @@ class _Walker:
         elif number in (5, 7, 11):  # int32/int64/uint64 data, packed
             t.payload_bytes += n
             if n <= SMALL_VALUE_BYTES:
-                t.small_ints = packed_varints(buf, pos, pos + n)
+                t.small_ints = list(map(signed, packed_varints(buf, pos, pos + n)))
             else:
                 self.skip(n)
         elif number in (4, 10):  # float/double data, packed

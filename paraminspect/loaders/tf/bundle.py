@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ...errors import LoadError
 from ...record import Record
-from .proto import LEN, ProtoError, fields, packed_ints, signed, varint
+from ..protobuf import LEN, WireError, packed_varints, signed, varint
+from .proto import fields
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_BYTES = 48
@@ -113,7 +114,7 @@ def parse_shape(buf: bytes | memoryview, start: int, end: int) -> tuple[int, ...
                 return None
             dims.append(size)
             if len(dims) > MAX_RANK:
-                raise ProtoError(f"a shape of more than {MAX_RANK} dimensions")
+                raise WireError(f"a shape of more than {MAX_RANK} dimensions")
         elif fn == 3 and fv:
             return None
     return tuple(dims)
@@ -135,7 +136,7 @@ def read_index(index: Path) -> Bundle:
     try:
         with open(index, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             _read_table(buf, index.name, bundle)
-    except ProtoError as exc:
+    except WireError as exc:
         raise LoadError(f"{index.name}: corrupt tensor-bundle index ({exc})") from None
     except (OSError, ValueError) as exc:
         raise LoadError(f"cannot read {index.name}: {exc}") from None
@@ -144,10 +145,10 @@ def read_index(index: Path) -> Bundle:
 
 def _block(buf: mmap.mmap, offset: int, size: int, what: str) -> tuple[int, int]:
     if size > MAX_BLOCK_BYTES or offset + size + 5 > len(buf):
-        raise ProtoError(f"{what} block at {offset} (+{size} bytes) lies outside the file")
+        raise WireError(f"{what} block at {offset} (+{size} bytes) lies outside the file")
     compression = buf[offset + size]
     if compression != 0:
-        raise ProtoError(f"{what} block uses compression type {compression} (only 0 is written "
+        raise WireError(f"{what} block uses compression type {compression} (only 0 is written "
                          "by TensorFlow)")
     return offset, offset + size
 
@@ -155,21 +156,21 @@ def _block(buf: mmap.mmap, offset: int, size: int, what: str) -> tuple[int, int]
 def _entries(buf: mmap.mmap, start: int, end: int):
     """``(key, value_start, value_end)`` of one block."""
     if end - start < 4:
-        raise ProtoError(f"block at {start} is too short")
+        raise WireError(f"block at {start} is too short")
     restarts = int.from_bytes(buf[end - 4 : end], "little")
     limit = end - 4 - 4 * restarts
     if restarts == 0 or limit < start:
-        raise ProtoError(f"block at {start} has an invalid restart array")
+        raise WireError(f"block at {start} has an invalid restart array")
     pos, key = start, b""
     while pos < limit:
         shared, pos = varint(buf, pos, limit)
         unshared, pos = varint(buf, pos, limit)
         length, pos = varint(buf, pos, limit)
         if shared > len(key) or unshared > MAX_KEY_BYTES or pos + unshared + length > limit:
-            raise ProtoError(f"entry at byte {pos} runs past its block")
+            raise WireError(f"entry at byte {pos} runs past its block")
         key = key[:shared] + buf[pos : pos + unshared]
         if len(key) > MAX_KEY_BYTES:
-            raise ProtoError(f"a key longer than {MAX_KEY_BYTES} bytes at byte {pos}")
+            raise WireError(f"a key longer than {MAX_KEY_BYTES} bytes at byte {pos}")
         pos += unshared
         yield key, pos, pos + length
         pos += length
@@ -184,7 +185,7 @@ def _handle(buf: mmap.mmap, pos: int, end: int) -> tuple[int, int, int]:
 def _read_table(buf: mmap.mmap, name: str, bundle: Bundle) -> None:
     footer = len(buf) - FOOTER_BYTES
     if int.from_bytes(buf[len(buf) - 8 :], "little") != TABLE_MAGIC:
-        raise ProtoError("no sorted-table magic number at the end")
+        raise WireError("no sorted-table magic number at the end")
     _meta_offset, _meta_size, pos = _handle(buf, footer, len(buf) - 8)
     index_offset, index_size, _ = _handle(buf, pos, len(buf) - 8)
     start, end = _block(buf, index_offset, index_size, "index")
@@ -195,7 +196,7 @@ def _read_table(buf: mmap.mmap, name: str, bundle: Bundle) -> None:
         for key, kstart, kend in _entries(buf, dstart, dend):
             count += 1
             if count > MAX_ENTRIES:
-                raise ProtoError(f"more than {MAX_ENTRIES} entries")
+                raise WireError(f"more than {MAX_ENTRIES} entries")
             text = key.decode("utf-8", "replace")
             if not text:
                 _header(buf, kstart, kend, bundle)
@@ -203,17 +204,17 @@ def _read_table(buf: mmap.mmap, name: str, bundle: Bundle) -> None:
             else:
                 bundle.entries[text] = _entry(buf, text, kstart, kend)
     if not has_header:  # other sorted tables (LevelDB .ldb files) share the magic number
-        raise ProtoError("a sorted table without a tensor-bundle header")
+        raise WireError("a sorted table without a tensor-bundle header")
 
 
 def _header(buf: mmap.mmap, start: int, end: int, bundle: Bundle) -> None:
     for fn, fw, fv, _fs, _fe in fields(buf, start, end):
         if fn == 1 and fw != LEN:
             if not 1 <= fv <= 100_000:
-                raise ProtoError(f"implausible shard count {fv}")
+                raise WireError(f"implausible shard count {fv}")
             bundle.num_shards = fv
         elif fn == 2 and fw != LEN and fv != 0:
-            raise ProtoError("big-endian bundles are not supported")
+            raise WireError("big-endian bundles are not supported")
 
 
 def _entry(buf: mmap.mmap, key: str, start: int, end: int) -> BundleEntry:
@@ -224,7 +225,7 @@ def _entry(buf: mmap.mmap, key: str, start: int, end: int) -> BundleEntry:
         elif fn == 2 and fw == LEN:
             entry.shape = parse_shape(buf, fs, fe)
         elif fn == 3:
-            entry.shard_id = (packed_ints(buf, fs, fe) or [0])[0] if fw == LEN else fv
+            entry.shard_id = (packed_varints(buf, fs, fe) or [0])[0] if fw == LEN else fv
         elif fn == 4:
             entry.offset = fv
         elif fn == 5:
@@ -260,7 +261,7 @@ def read_scalar_string(bundle: Bundle, key: str, limit: int = MAX_OBJECT_GRAPH_B
         raise LoadError(f"{data.name} is truncated ({key} runs past its end)")
     try:
         length, pos = varint(raw, 0, len(raw))
-    except ProtoError as exc:
+    except WireError as exc:
         raise LoadError(f"{key} in {data.name} is corrupt ({exc})") from None
     if pos + 4 + length != len(raw):
         raise LoadError(f"{key} in {data.name} is corrupt (length {length} does not fit "

@@ -37,8 +37,9 @@ from ...graph import (
 from ...record import Record
 from ...sniff import Sniffed
 from ..keras import optimizer as keras_optim
+from ..protobuf import LEN, WireError
 from .bundle import OBJECT_GRAPH_KEY, Bundle, read_index, read_scalar_string
-from .proto import LEN, ProtoError, fields, text
+from .proto import fields, text
 from .saved_model_pb import object_reference, slot_reference
 
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16"})
@@ -127,7 +128,7 @@ def load(path: Path, sniffed: Sniffed | None = None) -> ModelGraph:
         raw = read_scalar_string(bundle, OBJECT_GRAPH_KEY)
         try:
             nodes = parse_object_graph(raw)
-        except ProtoError as exc:
+        except WireError as exc:
             raise LoadError(f"{OBJECT_GRAPH_KEY} in {index.name} is corrupt ({exc})") from None
         _from_object_graph(graph, bundle, nodes)
     else:
@@ -162,7 +163,7 @@ def parse_object_graph(raw: bytes) -> list[TrackableNode]:
                 node.slot_variables.append(slot_reference(raw, gs, ge))
         nodes.append(node)
         if len(nodes) > MAX_NODES:
-            raise ProtoError(f"more than {MAX_NODES} objects")
+            raise WireError(f"more than {MAX_NODES} objects")
     return nodes
 
 

@@ -11,8 +11,9 @@ nodes of the functions a signature reaches. Field numbers follow TensorFlow's
 from __future__ import annotations
 
 from ...record import Record
+from ..protobuf import LEN, WireError, varint
 from .bundle import dtype_name, parse_shape
-from .proto import LEN, ProtoError, fields, text, varint
+from .proto import fields, text
 
 MAX_OBJECTS = 2_000_000
 MAX_FUNCTIONS = 500_000
@@ -129,7 +130,7 @@ def parse_saved_model(buf: bytes | memoryview) -> MetaGraph:
     for fn, fw, _fv, fs, fe in fields(buf):
         if fn == 2 and fw == LEN:
             return _meta_graph(buf, fs, fe)
-    raise ProtoError("no meta graph in the SavedModel")
+    raise WireError("no meta graph in the SavedModel")
 
 
 def _meta_graph(buf: bytes | memoryview, start: int, end: int) -> MetaGraph:
@@ -159,7 +160,7 @@ def _meta_graph(buf: bytes | memoryview, start: int, end: int) -> MetaGraph:
                 if gn == 1 and gw == LEN:
                     meta.objects.append(_saved_object(buf, gs, ge))
                     if len(meta.objects) > MAX_OBJECTS:
-                        raise ProtoError(f"more than {MAX_OBJECTS} saved objects")
+                        raise WireError(f"more than {MAX_OBJECTS} saved objects")
     if graph_def is not None:  # after the signatures: they name the top-level nodes to read
         _graph_def(buf, graph_def, meta)
     return meta
@@ -196,7 +197,7 @@ def _graph_def(buf: bytes | memoryview, span: tuple[int, int], meta: MetaGraph) 
                     name = _function_name(buf, hs, he)
                     meta.function_spans[name] = (hs, he)
                     if len(meta.function_spans) > MAX_FUNCTIONS:
-                        raise ProtoError(f"more than {MAX_FUNCTIONS} functions")
+                        raise WireError(f"more than {MAX_FUNCTIONS} functions")
 
 
 def _function_name(buf: bytes | memoryview, start: int, end: int) -> str:
@@ -215,7 +216,7 @@ def function_nodes(buf: bytes | memoryview, span: tuple[int, int]) -> list[OpNod
         if fn == 3 and fw == LEN:
             nodes.append(op_node(buf, fs, fe))
             if len(nodes) > MAX_NODES_PER_FUNCTION:
-                raise ProtoError("a function with too many nodes")
+                raise WireError("a function with too many nodes")
     return nodes
 
 
@@ -337,5 +338,5 @@ def parse_keras_metadata(buf: bytes | memoryview) -> list[KerasNode]:
                 node.metadata = text(buf, gs, ge)
         out.append(node)
         if len(out) > MAX_OBJECTS:
-            raise ProtoError(f"more than {MAX_OBJECTS} metadata nodes")
+            raise WireError(f"more than {MAX_OBJECTS} metadata nodes")
     return out

@@ -40,8 +40,8 @@ from ...graph import (
 from ...kinds import classify
 from ...sniff import Sniffed
 from ..keras import optimizer as keras_optim
+from ..protobuf import WireError
 from .bundle import read_index
-from .proto import ProtoError
 from .saved_model_pb import (
     KerasNode,
     MetaGraph,
@@ -73,7 +73,7 @@ def load(path: Path, sniffed: Sniffed | None = None) -> ModelGraph:
     with _MappedFile(pb) as buf:
         try:
             meta = parse_saved_model(buf)
-        except ProtoError as exc:
+        except WireError as exc:
             raise LoadError(f"{pb.name} is not a readable SavedModel ({exc})") from None
         graph.framework_version = meta.tf_version or None
         graph.metadata["tags"] = meta.tags
@@ -87,7 +87,7 @@ def load(path: Path, sniffed: Sniffed | None = None) -> ModelGraph:
         try:
             train_ops = find_train_ops(meta, lambda name: function_nodes(
                 buf, meta.function_spans[name]))
-        except ProtoError as exc:
+        except WireError as exc:
             raise LoadError(f"{pb.name}: a serving function is corrupt ({exc})") from None
     _apply_train_ops(graph, train_ops)
     _finish(graph)
@@ -127,7 +127,7 @@ def _keras_metadata(file: Path) -> list[KerasNode]:
     with _MappedFile(file) as buf:
         try:
             return parse_keras_metadata(buf)
-        except ProtoError as exc:
+        except WireError as exc:
             raise LoadError(f"{file.name} is not readable ({exc})") from None
 
 
