@@ -102,3 +102,24 @@ def test_frozen_layer_with_trainable_layer_after_it_is_not_a_head() -> None:
     graph = make({"body": (100, True), "neck": (10, False), "head": (10, True)},
                  [("body", "neck"), ("neck", "head")], ["head"])
     assert codes(graph) == set()
+
+
+def test_unknown_layer_upstream_does_not_hide_a_frozen_head() -> None:
+    # a layer the file cannot tell about sits upstream: the known part proves the inversion
+    layers = {"stem": (50, None), "body": (100, True), "head": (10, False)}
+    assert codes(make(layers, [("stem", "body"), ("body", "head")], ["head"])) == {
+        ("PI102", "head")}
+    assert codes(make(layers, None, [], dataflow=False)) == {("PI102", "head")}
+
+
+def test_unknown_layer_after_a_frozen_one_may_be_the_trainable_head() -> None:
+    layers = {"body": (100, True), "neck": (10, False), "head": (10, None)}
+    assert codes(make(layers, [("body", "neck"), ("neck", "head")], ["head"])) == set()
+    assert codes(make(layers, None, [], dataflow=False)) == set()
+
+
+def test_unknown_layers_upstream_count_for_nothing_against_the_peft_guard() -> None:
+    # only known-trainable elements are weighed against the frozen head: 8 < 100 stays silent
+    layers = {"base": (1000, None), "lora": (8, True), "head": (100, False)}
+    assert codes(make(layers, [("base", "lora"), ("lora", "head")], ["head"])) == set()
+    assert codes(make(layers, None, [], dataflow=False)) == set()

@@ -21,23 +21,23 @@ class FrozenHead(Rule):
     )
 
     def check(self, graph: ModelGraph) -> Iterator[Issue]:
+        # A layer whose trainability is unknown (state UNKNOWN) cannot be part of the claim, but
+        # it does not hide one made without it: the output layers known frozen, and more known
+        # trainable elements upstream of them than they hold (a lower bound on what trains).
         leaves, states = [], []
         for path in graph.order:
             params = graph.own_parameters(path)
             if params:
-                state = subtree_state(params)
-                if state is Trainable.UNKNOWN:
-                    return  # one layer the file cannot tell about: no claim on the head
                 leaves.append(path)
-                states.append(state)
-        if len(leaves) < 2:
+                states.append(subtree_state(params))
+        if len(leaves) < 2 or Trainable.FROZEN not in states:
             return
         if has_dataflow(graph):
-            yield from _check_edges(graph, leaves)
+            yield from _check_edges(graph, leaves, states)
             return
         tail_len = 0
         for state in reversed(states):
-            if state is not Trainable.FROZEN:
+            if state is not Trainable.FROZEN:  # trainable, mixed or unknown: the tail ends
                 break
             tail_len += 1
         if tail_len == 0 or tail_len == len(leaves):
@@ -74,20 +74,25 @@ class FrozenHead(Rule):
         )
 
 
-def _check_edges(graph: ModelGraph, leaves: list[str]) -> Iterator[Issue]:
-    """With real edges: frozen layers feeding outputs with no trainable layer after them, while
-    trainable layers upstream of them exist."""
+def _check_edges(
+    graph: ModelGraph, leaves: list[str], states: list[Trainable | None]
+) -> Iterator[Issue]:
+    """With real edges: frozen layers feeding outputs with no layer after them that trains (or
+    may: its trainability is unknown), while trainable layers upstream of them exist."""
     assert graph.edges is not None
     live = reaches_output(graph) or set()
     trainable = {
         path for path in leaves
         if any(p.trainable is Trainable.TRAINABLE for p in graph.own_parameters(path))
     }
+    may_train = trainable | {
+        path for path, state in zip(leaves, states) if state is Trainable.UNKNOWN
+    }
     tail = [
-        path for path in leaves
+        path for path, state in zip(leaves, states)
         if path in live
-        and subtree_state(graph.own_parameters(path)) is Trainable.FROZEN
-        and not reachable(graph.edges, [path]) & trainable
+        and state is Trainable.FROZEN
+        and not reachable(graph.edges, [path]) & may_train
     ]
     if not tail:
         return
