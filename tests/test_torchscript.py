@@ -17,7 +17,7 @@ import pytest
 from paraminspect.errors import LoadError
 from paraminspect.graph import LayerKind, Mode, OrderSource, Source, TensorRole, Trainable
 from paraminspect.loaders import load
-from paraminspect.loaders.torch.torchscript import clean_class_name
+from paraminspect.loaders.torch.torchscript_code import clean_class_name
 
 from .conftest import TORCH_FIXTURES, findings, needs_torch
 
