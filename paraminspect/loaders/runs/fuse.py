@@ -24,7 +24,7 @@ from ...graph import Fact, ModelGraph, Optimizer, ParamOptState, Source, Trainab
 from ...record import Record
 from ..optimizer_alignment import unique_shape_embedding
 from ..torch import optimizer as torch_optim
-from ..torch.optimizer import RawOptimizer, ScalarReader, _slot_shape, _step
+from ..torch.optimizer import RawOptimizer, ScalarReader, slot_shape, slot_step
 
 
 class Bucket(Record):
@@ -80,7 +80,7 @@ def read_slots(raw: RawOptimizer, read_scalar: ScalarReader) -> list[Slot]:
     slots = []
     for position, key in enumerate(raw.keys):
         entry = raw.state.get(key, {}) if _hashable(key) else {}
-        slots.append(Slot(position, _slot_shape(entry), bool(entry), _step(entry, read_scalar)))
+        slots.append(Slot(position, slot_shape(entry), bool(entry), slot_step(entry, read_scalar)))
     return slots
 
 

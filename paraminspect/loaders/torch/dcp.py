@@ -297,7 +297,7 @@ def _align(
     items: _Items,
 ) -> Optimizer:
     """Record the optimizer by name: ``params`` = members, ``state.<fqn>.*`` = stepped ones."""
-    opt_type, type_fact = torch_optim._guess_type(
+    opt_type, type_fact = torch_optim.guess_type(
         [{k: v for k, v in g.items() if not k.startswith("_")} for g in groups], {}
     )
     opt = Optimizer(name=name, type=opt_type, type_fact=type_fact)

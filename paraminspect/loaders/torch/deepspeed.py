@@ -227,7 +227,7 @@ def _optimizer_type(folder: Path, graph: ModelGraph, obj: dict[str, Any]) -> tup
     base = inner.get("base_optimizer_state") if isinstance(inner, dict) else None
     if isinstance(base, dict) and isinstance(base.get("param_groups"), list):
         groups = [g for g in base["param_groups"] if isinstance(g, dict)]
-        return torch_optim._guess_type(groups, {})
+        return torch_optim.guess_type(groups, {})
     return None, Fact()
 
 

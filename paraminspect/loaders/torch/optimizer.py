@@ -126,11 +126,11 @@ def parse(name: str, value: Any) -> RawOptimizer:
             )
     raw.state = {k: v for k, v in sd["state"].items() if isinstance(v, dict)}
     if raw.type is None:
-        raw.type, raw.type_fact = _guess_type(groups, raw.state)
+        raw.type, raw.type_fact = guess_type(groups, raw.state)
     return raw
 
 
-def _guess_type(
+def guess_type(
     groups: list[dict[str, Any]], state: dict[Any, dict[str, Any]]
 ) -> tuple[str | None, Fact]:
     keys = set().union(*(g.keys() for g in groups)) if groups else set()
@@ -156,7 +156,7 @@ def _guess_type(
     return None, Fact()
 
 
-def _slot_shape(entry: dict[str, Any]) -> tuple[int, ...] | None:
+def slot_shape(entry: dict[str, Any]) -> tuple[int, ...] | None:
     for slot in FULL_SHAPE_SLOTS:
         value = entry.get(slot)
         if isinstance(value, TensorRef) and value.shape is not None:
@@ -164,7 +164,7 @@ def _slot_shape(entry: dict[str, Any]) -> tuple[int, ...] | None:
     return None
 
 
-def _step(entry: dict[str, Any], read_scalar: ScalarReader) -> float | None:
+def slot_step(entry: dict[str, Any], read_scalar: ScalarReader) -> float | None:
     step = entry.get("step")
     if isinstance(step, bool):
         return None
@@ -199,7 +199,7 @@ def align(
             )
         )
     states = [raw.state.get(key, {}) if _hashable(key) else {} for key in raw.keys]
-    shapes = [_slot_shape(s) for s in states]
+    shapes = [slot_shape(s) for s in states]
 
     mapping = _align_by_identity(raw, params)
     if mapping is not None:
@@ -282,7 +282,7 @@ def align(
             group=raw.key_group[position],
             has_state=bool(entry),
             slots=tuple(k for k in entry if k != "step"),
-            step=_step(entry, read_scalar),
+            step=slot_step(entry, read_scalar),
             shape=shapes[position],
         )
     return opt
