@@ -24,6 +24,9 @@ class FrozenHead(Rule):
         # A layer whose trainability is unknown (state UNKNOWN) cannot be part of the claim, but
         # it does not hide one made without it: the output layers known frozen, and more known
         # trainable elements upstream of them than they hold (a lower bound on what trains).
+        frozen_state = Trainable.FROZEN
+        if not any(t.trainable is frozen_state for t in graph.tensors.values()):
+            return  # nothing known frozen (every ONNX file, plain state dicts): no frozen head
         leaves, states = [], []
         for path in graph.order:
             params = graph.own_parameters(path)
