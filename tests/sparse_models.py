@@ -93,8 +93,9 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def onnx_1gb(path: Path, layers: int = LAYERS, dim: int = DIM) -> int:
-    """A ModelProto with 256 MatMul nodes and 256 inline 1024x1024 float32 initializers."""
+def onnx_1gb(path: Path, layers: int = LAYERS, dim: int = DIM, dense: bool = False) -> int:
+    """A ModelProto with 256 MatMul nodes and 256 inline 1024x1024 float32 initializers; their
+    bytes are holes, or written zeros when ``dense`` (then they are in the page cache)."""
     tensor_bytes = dim * DIM * 4
     nodes = b"".join(
         _field(1, _field(1, f"h{i}".encode()) + _field(1, f"layers.{i}.weight".encode())
@@ -117,6 +118,9 @@ def onnx_1gb(path: Path, layers: int = LAYERS, dim: int = DIM) -> int:
         f.write(_varint(7 << 3 | 2) + _varint(graph_len) + nodes)
         for head in heads:
             f.write(head)
-            f.seek(tensor_bytes, 1)
+            if dense:
+                f.write(bytes(tensor_bytes))
+            else:
+                f.seek(tensor_bytes, 1)
         f.truncate(f.tell())
     return layers

@@ -223,6 +223,26 @@ def test_timeout_is_a_pi001_and_the_other_files_go_on(tmp_path: Path) -> None:
     assert by_name["fine.pkl"].findings == []
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="needs posix_fadvise")
+def test_a_real_onnx_file_is_not_kept_resident(tmp_path: Path) -> None:
+    # 256 MB of written (not sparse) initializer bytes, in the page cache after writing: a
+    # memory-mapped walk that touches each tensor's header maps the folio around it, up to 2 MB
+    # per tensor on file systems with large folios, unless the pages behind the walk are dropped
+    from .sparse_models import onnx_1gb
+
+    path = tmp_path / "dense.onnx"
+    onnx_1gb(path, layers=64, dense=True)
+    with open(path, "rb") as handle:  # as a reader leaves it: cached by reads, not by writes
+        os.fsync(handle.fileno())
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        while handle.read(8 << 20):
+            pass
+    result = run_check(str(path))
+    assert result["code"] == 0, result["stderr"]
+    assert json.loads(str(result["stdout"]))["files"][0]["summary"]["params"] == 64 * 1024 * 1024
+    assert float(result["rss_mb"]) < 64, result["rss_mb"]
+
+
 def test_limits_are_one_frozen_object() -> None:
     from paraminspect.loaders.pickle.limits import DEFAULT_LIMITS, Limits
 

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Mapping
 
 from ..protobuf import FIXED32, FIXED64, LEN, VARINT, WireError, packed_varints, signed, varint
-from .buffer import Buffer, byte_buffer, fields, head, overclaim, overrun
+from .buffer import RELEASE_STEP, Buffer, byte_buffer, fields, head, overclaim, overrun, release
 from .records import NO_ENTRIES, AttributeInfo, GraphInfo, ModelInfo, NodeInfo, TensorInfo
 
 TYPE_CHECKING = False
@@ -60,6 +60,7 @@ class _Walker:
         self.skipped = 0
         self.strings: dict[bytes, str] = {}  #: decoded names and op types by their bytes
         self.attribute_graphs = 0  #: subgraphs met in node attributes (kept or not)
+        self.release_at = RELEASE_STEP  #: the position past which the pages behind are unmapped
 
     def text(self, pos: int, n: int) -> str:
         return self.buf[pos : pos + n].decode("utf-8", "replace")  # type: ignore[union-attr]
@@ -166,6 +167,9 @@ class _Walker:
             elif number == 12:
                 g.outputs.append(self.name_field(pos, stop))
             pos = stop  # doc_string, value_info, quantization_annotation, metadata_props: skipped
+            if pos >= self.release_at:  # initializers and Constant nodes hold the payloads
+                release(buf, pos)
+                self.release_at = pos + RELEASE_STEP
         if pos != end:
             raise overrun(pos)
         if self.attribute_graphs:  # else no attribute held one: skip the pass over the nodes
