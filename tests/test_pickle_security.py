@@ -154,3 +154,14 @@ def test_non_model_pickles_are_scanned_data_not_unreadable(
         pytest.skip("transformers is not installed")
     report = check_file(benign_files[name])
     assert report.findings == [] and report.content == "data"
+
+
+def test_python2_era_npy_header_is_read(tmp_path: Path) -> None:
+    # NumPy under Python 2 wrote long integers with an L suffix; numpy.load still reads them
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (2L,), }"
+    header += b" " * (63 - len(header) % 64) + b"\n"
+    path = tmp_path / "old.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+                     + bytes(16))
+    report = check_file(path)
+    assert report.error is None and report.findings == [] and report.content == "data"

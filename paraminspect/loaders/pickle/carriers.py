@@ -132,16 +132,28 @@ def read_npy_header(stream: IO[bytes]) -> dict[str, Any]:
     (size,) = struct.unpack("<H" if len(size_bytes) == 2 else "<I", size_bytes)
     if size > 1 << 20:
         raise LoadError(f".npy header of {size:,} bytes: corrupt or hostile")
-    text = stream.read(size)
-    import ast  # the .npy header is a Python literal; only NumPy files need the parser
+    literal = stream.read(size).decode("latin-1")
+    header = _literal(literal)
+    if header is None and major == 1:
+        # Python 2 wrote long integers with an L suffix (a shape of (2L,)); NumPy still reads them
+        import re
 
-    try:
-        header = ast.literal_eval(text.decode("latin-1"))
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise LoadError(".npy header is not a valid dict literal") from None
+        header = _literal(re.sub(r"(?<=\d)L(?=[\s,)])", "", literal))
+    if header is None:
+        raise LoadError(".npy header is not a valid dict literal")
     if not isinstance(header, dict) or "descr" not in header:
         raise LoadError(".npy header has no 'descr'")
     return header
+
+
+def _literal(text: str) -> Any:
+    """The Python literal ``text`` (a .npy header), or None when it is not one."""
+    import ast  # the .npy header is a Python literal; only NumPy files need the parser
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def walk_npy(stream: IO[bytes], log: GlobalLog, limits: Limits = DEFAULT_LIMITS, depth: int = 0) -> bool:
