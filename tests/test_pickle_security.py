@@ -165,3 +165,15 @@ def test_python2_era_npy_header_is_read(tmp_path: Path) -> None:
                      + bytes(16))
     report = check_file(path)
     assert report.error is None and report.findings == [] and report.content == "data"
+
+
+@pytest.mark.parametrize("module", ["numpy.core._internal", "numpy._core._internal"])
+def test_old_numpy_array_reconstructor_is_known(module: str, tmp_path: Path) -> None:
+    # object arrays pickled by old NumPy rebuild through _internal._reconstruct(subtype, shape,
+    # dtype): the same ndarray.__new__ as multiarray._reconstruct
+    blob = (b"\x80\x02c" + module.encode() + b"\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b"
+            b"\x87R.")
+    path = tmp_path / "old_array.pkl"
+    path.write_bytes(blob)
+    report = check_file(path)
+    assert report.error is None and [f.code for f in report.findings] == []

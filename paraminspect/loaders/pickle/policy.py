@@ -127,6 +127,8 @@ SAFE_EXACT = frozenset(
         "pathlib.PurePosixPath", "pathlib.PureWindowsPath", "re._compile",
         "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
         "numpy._core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
+        # the same ndarray.__new__(subtype, shape, dtype), as object arrays of old NumPy name it
+        "numpy.core._internal._reconstruct", "numpy._core._internal._reconstruct",
         "numpy._core.multiarray.scalar", "numpy.random.__RandomState_ctor",
         # what DeepSpeed's checkpoint pickles name: its ZeRO stage enum and loss scalers (the
         # rest of the deepspeed namespace, launchers included, stays unknown)
