@@ -88,6 +88,12 @@ def test_check_report_fits_the_terminal_without_breaking_words(
     assert "PI201" in out and "+5 more" in out
 
 
+def test_narrow_summary_counts_in_words() -> None:
+    # too narrow for the summary table: each file's counts become a sentence
+    out = in_terminal(["check", str(TORCH_FIXTURES / "cnn_whole_head_frozen.pt")], 60, ROOT)
+    assert "1 warning" in out and "1 warnings" not in out, out
+
+
 @pytest.mark.parametrize("columns", WIDTHS)
 def test_show_fits_the_terminal(columns: int) -> None:
     out = in_terminal(["show", str(DEEP.relative_to(ROOT))], columns, ROOT)

@@ -187,7 +187,8 @@ def _table(out: _Out, rows: list[tuple[str, ...]]) -> None:
             facts = [row[1]]
             if row[2]:
                 facts.append(f"{row[2]} params ({row[3]} trainable, {row[4]} frozen)")
-            facts += [f"{row[i]} {HEADERS[i]}" for i in (5, 6, 7) if row[i]]
+            facts += [f"{row[i]} {HEADERS[i] if row[i] != '1' else HEADERS[i].rstrip('s')}"
+                      for i in (5, 6, 7) if row[i]]
             out.wrapped(", ".join(facts), indent="  ", first="  ")
         return
     out.line("file", "bold")
