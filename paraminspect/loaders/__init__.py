@@ -18,9 +18,9 @@ from ..sniff import Sniffed, sniff
 
 #: format id -> "module:function" relative to this package. A new format is one line here.
 LOADERS: dict[str, str] = {
-    "pytorch": "torch.pickled:load_zip",
-    "pytorch-legacy": "torch.pickled:load_legacy",
-    "pickle": "torch.pickled:load_plain_pickle",
+    "pytorch": "torch.saved_files:load_zip",
+    "pytorch-legacy": "torch.saved_files:load_legacy",
+    "pickle": "torch.saved_files:load_plain_pickle",
     "torchscript": "torch.torchscript:load",
     "torch-export": "torch.export:load",
     "keras": "keras.model:load",

@@ -22,7 +22,7 @@ from ..torch.optimizer import (
     is_optimizer_state_dict,
     parse,
 )
-from ..torch.pickled import read_pickle
+from ..torch.saved_files import read_pickle
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -41,7 +41,8 @@ from ..pickle.unpickler import (
     unpickle,
 )
 from . import optimizer as torch_optim
-from .pickled import FLOAT_DTYPES, _decode_scalar, record_code_references
+from .saved_files import _decode_scalar
+from .saved_objects import FLOAT_DTYPES, record_code_references
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -37,7 +37,8 @@ from ...sniff import sniff
 from ..pickle.unpickler import GlobalLog, _as_shape
 from . import optimizer as torch_optim
 from . import state_dict_evidence
-from .pickled import build_graph, read_zip, record_code_references
+from .saved_files import read_zip
+from .saved_objects import build_graph, record_code_references
 
 MODEL_STATES = re.compile(r"^(zero_pp_rank_\d+_)?mp_rank_\d+_model_states\.pt$")
 OPTIM_STATES = re.compile(r"^(bf16_)?zero_pp_rank_\d+_mp_rank_\d+_optim_states\.pt$")

@@ -33,7 +33,7 @@ from ...kinds import classify
 from ...sniff import Sniffed, open_archive
 from ..dataflow import Op, contract, topological_order
 from ..pickle.unpickler import GlobalLog, unpickle
-from .pickled import record_code_references
+from .saved_objects import record_code_references
 
 #: torch/_export/serde/schema.py ScalarType
 DTYPES = {

@@ -23,7 +23,8 @@ from ...zipguard import read_entry
 from ..pickle.limits import DEFAULT_LIMITS
 from ..pickle.scan import with_partial
 from ..pickle.unpickler import GlobalLog, Stub, unpickle
-from .pickled import check_storages, record_code_references
+from .saved_files import check_storages
+from .saved_objects import record_code_references
 from .torchscript_code import ClassInfo, SavedClasses
 from .torchscript_dataflow import dataflow
 from .torchscript_modules import add_module, is_module
