@@ -23,13 +23,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 from paraminspect.engine import check_file  # noqa: E402
 from paraminspect.errors import LoadError  # noqa: E402
-from paraminspect.loaders.pickle.unpickler import (  # noqa: E402
-    GlobalLog,
-    StorageRef,
-    Stub,
-    TensorRef,
-    unpickle,
-)
+from paraminspect.loaders.pickle.stubs import GlobalLog, Stub  # noqa: E402
+from paraminspect.loaders.pickle.tensors import StorageRef, TensorRef  # noqa: E402
+from paraminspect.loaders.pickle.unpickler import unpickle  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: extra peak RSS the whole fuzz run may add to the process

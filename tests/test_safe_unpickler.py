@@ -11,7 +11,9 @@ import pytest
 
 from paraminspect import load
 from paraminspect.errors import LoadError
-from paraminspect.loaders.pickle.unpickler import GlobalLog, Stub, TensorRef, unpickle
+from paraminspect.loaders.pickle.stubs import GlobalLog, Stub
+from paraminspect.loaders.pickle.tensors import TensorRef
+from paraminspect.loaders.pickle.unpickler import unpickle
 
 from .conftest import TORCH_FIXTURES, findings
 

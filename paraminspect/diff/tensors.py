@@ -161,7 +161,7 @@ def _member_offset(path: Path, info: zipfile.ZipInfo) -> int:
 
 
 def _torch_zip(path: Path, graph: ModelGraph) -> dict[str, TensorData]:
-    from ..loaders.pickle.unpickler import TensorRef
+    from ..loaders.pickle.tensors import TensorRef
 
     try:
         with zipfile.ZipFile(path) as archive:

@@ -16,7 +16,8 @@ from pathlib import Path
 from ...errors import LoadError
 from ...zipguard import open_zip, read_entry, read_member
 from .limits import DEFAULT_LIMITS, Limits
-from .unpickler import GlobalLog, RestrictedUnpickler, load_one
+from .stubs import GlobalLog
+from .unpickler import RestrictedUnpickler, load_one
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from ...sniff import Sniffed
 from .carriers import walk_file
 from .limits import DEFAULT_LIMITS
 from .policy import code_references
-from .unpickler import GlobalLog
+from .stubs import GlobalLog
 
 
 def with_partial(exc: LoadError, graph: ModelGraph, log: GlobalLog) -> LoadError:

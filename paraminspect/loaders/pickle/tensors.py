@@ -4,6 +4,8 @@ that build them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...record import Record
 from .stubs import Stub, new_stub_class
 
@@ -102,6 +104,10 @@ class TensorRef:
 
 
 
+#: reads the value of a 0-d tensor (an optimizer's ``step``) from its storage, if it can
+ScalarReader = Callable[[TensorRef], "float | None"]
+
+
 def _tensor_builder(kind: str) -> Any:
     """A stub class whose construction yields a TensorRef (rebuild functions are REDUCE'd)."""
 
@@ -111,7 +117,7 @@ def _tensor_builder(kind: str) -> Any:
     return make
 
 
-def _as_shape(value: Any) -> tuple[int, ...] | None:
+def as_shape(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, Stub):  # torch.Size(...)
         value = value._pi_args[0] if value._pi_args else None
     if type(value) is tuple:  # the common case, twice per tensor: no generator, no copy
@@ -124,7 +130,7 @@ def _as_shape(value: Any) -> tuple[int, ...] | None:
     return None
 
 
-def _dtype_name(value: Any) -> str | None:
+def dtype_name(value: Any) -> str | None:
     if isinstance(value, type) and issubclass(value, Stub):
         return value._pi_target.rsplit(".", 1)[-1]
     return None
@@ -145,11 +151,11 @@ def _rebuild_tensor(kind: str, args: tuple[Any, ...]) -> TensorRef:
     ref = TensorRef(
         storage if isinstance(storage, StorageRef) else None,
         offset if isinstance(offset, int) else 0,
-        _as_shape(args[2] if n > 2 else None),
+        as_shape(args[2] if n > 2 else None),
         requires_grad if isinstance(requires_grad, bool) else None,
-        _dtype_name(args[6] if n > 6 else None) if kind == "tensor_v3" else None,
+        dtype_name(args[6] if n > 6 else None) if kind == "tensor_v3" else None,
     )
-    ref.stride = _as_shape(args[3] if n > 3 else None)
+    ref.stride = as_shape(args[3] if n > 3 else None)
     return ref
 
 
@@ -181,21 +187,21 @@ def _rebuild(kind: str, args: tuple[Any, ...]) -> Any:
     if kind == "meta":
         return TensorRef(
             None,
-            shape=_as_shape(arg(1)),
-            dtype=_dtype_name(arg(0)),
+            shape=as_shape(arg(1)),
+            dtype=dtype_name(arg(0)),
             requires_grad=arg(3) if isinstance(arg(3), bool) else None,
         )
     if kind == "wrapper_subclass":
         return TensorRef(
             None,
-            shape=_as_shape(arg(2)),
-            dtype=_dtype_name(arg(1)),
+            shape=as_shape(arg(2)),
+            dtype=dtype_name(arg(1)),
             requires_grad=arg(7) if isinstance(arg(7), bool) else None,
         )
     if kind == "numpy":
         return TensorRef(
             None,
-            dtype=_dtype_name(arg(1)),
+            dtype=dtype_name(arg(1)),
             requires_grad=arg(3) if isinstance(arg(3), bool) else None,
         )
     return TensorRef(None)

@@ -20,20 +20,13 @@ from ...errors import LoadError
 from . import fastloop
 from .limits import DEFAULT_LIMITS, Limits
 from .resolution import GlobalResolution
-from .stubs import GlobalLog as GlobalLog
-from .stubs import GlobalUse as GlobalUse
-from .stubs import Stub as Stub
-from .tensors import DTYPE_SIZES as DTYPE_SIZES
-from .tensors import STORAGE_DTYPES as STORAGE_DTYPES
-from .tensors import TENSOR_BUILDERS as TENSOR_BUILDERS
-from .tensors import StorageRef as StorageRef
-from .tensors import TensorRef as TensorRef
-from .tensors import _as_shape as _as_shape
-from .tensors import _dtype_name as _dtype_name
+from .stubs import GlobalLog, Stub
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any
+
+    from .tensors import StorageRef
 
 
 class PausedGC:

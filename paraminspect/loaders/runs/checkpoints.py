@@ -18,9 +18,10 @@ names the optimizer's slots before the generic alignment runs:
 from __future__ import annotations
 
 from ...graph import Fact, Mode, ModelGraph, Source, TensorRole, Trainable
-from ..pickle.unpickler import Stub
+from ..pickle.stubs import Stub
+from ..pickle.tensors import ScalarReader
 from ..torch import optimizer as torch_optim
-from ..torch.optimizer import RawOptimizer, ScalarReader
+from ..torch.optimizer import RawOptimizer
 from . import fuse
 
 TYPE_CHECKING = False

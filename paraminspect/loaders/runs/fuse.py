@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from ...graph import Fact, ModelGraph, Optimizer, ParamOptState, Source, Trainable
 from ...record import Record
 from ..optimizer_alignment import unique_shape_embedding
+from ..pickle.tensors import ScalarReader
 from ..torch import optimizer as torch_optim
-from ..torch.optimizer import RawOptimizer, ScalarReader, slot_shape, slot_step
+from ..torch.optimizer import RawOptimizer, slot_shape, slot_step
 
 
 class Bucket(Record):

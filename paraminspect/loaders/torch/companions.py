@@ -8,7 +8,7 @@ inert stand-in; nothing is executed.
 
 from __future__ import annotations
 
-from ..pickle.unpickler import Stub
+from ..pickle.stubs import Stub
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -31,17 +31,11 @@ from ...graph import (
     TensorRole,
 )
 from ...kinds import infer_kinds_from_names, is_buffer_name, is_parameter_name
-from ..pickle.unpickler import (
-    DTYPE_SIZES,
-    GlobalLog,
-    Stub,
-    TensorRef,
-    _as_shape,
-    _dtype_name,
-    unpickle,
-)
+from ..pickle.stubs import GlobalLog, Stub
+from ..pickle.tensors import DTYPE_SIZES, TensorRef, as_shape, dtype_name
+from ..pickle.unpickler import unpickle
 from . import optimizer as torch_optim
-from .saved_files import _decode_scalar
+from .saved_files import decode_scalar
 from .saved_objects import FLOAT_DTYPES, record_code_references
 
 TYPE_CHECKING = False
@@ -119,7 +113,7 @@ class _Items:
             raw = archive.read(f"{prefix.decode()}data/{obj.storage.key}")  # type: ignore[union-attr]
         except KeyError:
             return None
-        return _decode_scalar(raw[obj.offset * size : (obj.offset + 1) * size], obj.dtype)
+        return decode_scalar(raw[obj.offset * size : (obj.offset + 1) * size], obj.dtype)
 
 
 def load_dcp(folder: Path) -> ModelGraph:
@@ -246,14 +240,14 @@ def _model_root(paths: list[tuple[Any, ...]]) -> tuple[Any, ...]:
 
 def _shape_dtype(entry: Stub) -> tuple[tuple[int, ...] | None, str | None]:
     state = entry.state_dict
-    shape = _as_shape(state.get("size"))
+    shape = as_shape(state.get("size"))
     props = state.get("properties")
     props_state = props._pi_state if isinstance(props, Stub) else None
     dtype = None
     if isinstance(props_state, tuple) and props_state:
-        dtype = _dtype_name(props_state[0])
+        dtype = dtype_name(props_state[0])
     elif isinstance(props_state, dict):
-        dtype = _dtype_name(props_state.get("dtype"))
+        dtype = dtype_name(props_state.get("dtype"))
     return shape, dtype
 
 

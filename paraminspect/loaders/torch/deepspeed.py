@@ -34,7 +34,8 @@ from ...graph import (
     Trainable,
 )
 from ...sniff import sniff
-from ..pickle.unpickler import GlobalLog, _as_shape
+from ..pickle.stubs import GlobalLog
+from ..pickle.tensors import as_shape
 from . import optimizer as torch_optim
 from . import state_dict_evidence
 from .saved_files import read_zip
@@ -192,7 +193,7 @@ def _apply_stored_lists(graph: ModelGraph, obj: dict[str, Any]) -> None:
             tensor.role = TensorRole.BUFFER if stored_buffer else TensorRole.PARAMETER
         if tensor.role is not TensorRole.PARAMETER:
             continue
-        shape = _as_shape(owned.get(name)) or _as_shape((frozen or {}).get(name))
+        shape = as_shape(owned.get(name)) or as_shape((frozen or {}).get(name))
         if shape is not None:  # ZeRO-3 keeps 0-element placeholders in the module
             tensor.shape = shape
         if name in aliases:
@@ -250,7 +251,7 @@ def _add_optimizer(
         for name in names:
             opt.tracked[name] = ParamOptState(
                 index=position, group=index, has_state=stepped, slots=("flat group state",),
-                shape=_as_shape(group[name]),
+                shape=as_shape(group[name]),
             )
             position += 1
     opt.size = position

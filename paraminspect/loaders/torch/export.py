@@ -32,7 +32,8 @@ from ...graph import (
 from ...kinds import classify
 from ...sniff import Sniffed, open_archive
 from ..dataflow import Op, contract, topological_order
-from ..pickle.unpickler import GlobalLog, unpickle
+from ..pickle.stubs import GlobalLog
+from ..pickle.unpickler import unpickle
 from .saved_objects import record_code_references
 
 #: torch/_export/serde/schema.py ScalarType

@@ -23,7 +23,8 @@ from ...graph import (
 )
 from ...record import Record
 from ..optimizer_alignment import unique_shape_embedding
-from ..pickle.unpickler import Stub, TensorRef
+from ..pickle.stubs import Stub
+from ..pickle.tensors import ScalarReader, TensorRef
 
 #: per-parameter state entries that have the parameter's own shape
 FULL_SHAPE_SLOTS = (
@@ -58,7 +59,6 @@ _GROUP_SIGNATURES: list[tuple[str, frozenset[str]]] = [
     ("Adam", frozenset({"amsgrad", "betas"})),
 ]
 
-ScalarReader = Callable[[TensorRef], float | None]
 class RawOptimizer(Record):
     """An optimizer as saved, before alignment: indices (or tensors) per group, state per index."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import LoadError
@@ -19,23 +18,15 @@ from ...zipguard import open_zip, read_entry
 from ..pickle.carriers import walk_zip
 from ..pickle.limits import DEFAULT_LIMITS
 from ..pickle.scan import with_partial
-from ..pickle.unpickler import (
-    DTYPE_SIZES,
-    GlobalLog,
-    PausedGC,
-    RestrictedUnpickler,
-    StorageRef,
-    TensorRef,
-    load_one,
-    unpickle,
-)
+from ..pickle.stubs import GlobalLog
+from ..pickle.tensors import DTYPE_SIZES, ScalarReader, StorageRef, TensorRef
+from ..pickle.unpickler import PausedGC, RestrictedUnpickler, load_one, unpickle
 from .saved_objects import as_data_unless_model, build_graph
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-ScalarReader = Callable[[TensorRef], "float | None"]
 
 
 # -- entry points --------------------------------------------------------------------------------
@@ -130,7 +121,7 @@ def read_zip(
             raw = _read_member_bytes(archive, info, ref.offset * size, size)
         except (OSError, zipfile.BadZipFile, ValueError, zlib.error):
             return None
-        return _decode_scalar(raw, ref.dtype)
+        return decode_scalar(raw, ref.dtype)
 
     return obj, log, read_scalar
 
@@ -188,7 +179,7 @@ def _read_legacy(path: Path) -> tuple[Any, GlobalLog, ScalarReader]:
             if not reader:
                 reader.append(open_binary(path))
             reader[0].seek(start + ref.offset * size)
-            return _decode_scalar(reader[0].read(size), ref.dtype)
+            return decode_scalar(reader[0].read(size), ref.dtype)
         except OSError:
             return None
 
@@ -242,7 +233,7 @@ def _legacy_storage_offsets(
     return offsets
 
 
-def _decode_scalar(raw: bytes, dtype: str | None) -> float | None:
+def decode_scalar(raw: bytes, dtype: str | None) -> float | None:
     formats = {"float32": "<f", "float64": "<d", "int64": "<q", "int32": "<i", "float16": "<e"}
     fmt = formats.get(dtype or "")
     if fmt is None or len(raw) != struct.calcsize(fmt):

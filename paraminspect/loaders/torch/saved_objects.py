@@ -19,7 +19,8 @@ from ...graph import (
 )
 from ...kinds import classify, infer_kinds_from_names, is_buffer_name, is_parameter_name
 from ..pickle.policy import code_references
-from ..pickle.unpickler import GlobalLog, Stub, TensorRef
+from ..pickle.stubs import GlobalLog, Stub
+from ..pickle.tensors import TensorRef
 from . import optimizer as torch_optim
 from . import state_dict_evidence
 from .companions import companion_kind
@@ -28,7 +29,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .saved_files import ScalarReader
+    from ..pickle.tensors import ScalarReader
 
 #: where checkpoints keep the model, most specific first
 MODEL_KEYS = (

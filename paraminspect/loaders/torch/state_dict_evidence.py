@@ -15,13 +15,9 @@ A state dict stores parameters and buffers alike, detached, with no module class
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ...graph import Fact, LayerKind, Mode, ModelGraph, Source, Tensor, TensorRole, Trainable
-from ..pickle.unpickler import TensorRef
+from ..pickle.tensors import ScalarReader, TensorRef
 from .optimizer import max_step
-
-ScalarReader = Callable[[TensorRef], "float | None"]
 
 
 def settle_roles(graph: ModelGraph, undecided: set[str]) -> None:

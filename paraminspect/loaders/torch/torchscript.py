@@ -22,7 +22,8 @@ from ...sniff import Sniffed, open_archive
 from ...zipguard import read_entry
 from ..pickle.limits import DEFAULT_LIMITS
 from ..pickle.scan import with_partial
-from ..pickle.unpickler import GlobalLog, Stub, unpickle
+from ..pickle.stubs import GlobalLog, Stub
+from ..pickle.unpickler import unpickle
 from .saved_files import check_storages
 from .saved_objects import record_code_references
 from .torchscript_code import ClassInfo, SavedClasses

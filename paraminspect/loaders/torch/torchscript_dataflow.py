@@ -9,7 +9,7 @@ import ast
 from ...graph import ModelGraph, OrderSource
 from ...record import Record
 from ..dataflow import Op, contract, topological_order
-from ..pickle.unpickler import Stub
+from ..pickle.stubs import Stub
 from .torchscript_code import ClassInfo
 from .torchscript_modules import is_module
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from ...graph import Fact, LayerKind, Mode, ModelGraph, Source, Tensor, TensorRole, Trainable
 from ...kinds import classify
-from ..pickle.unpickler import Stub, TensorRef
+from ..pickle.stubs import Stub
+from ..pickle.tensors import TensorRef
 from .torchscript_code import ClassInfo, SavedClasses, clean_class_name
 
 TYPE_CHECKING = False
