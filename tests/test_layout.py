@@ -147,6 +147,10 @@ def test_legend_uses_the_terms_of_the_format() -> None:
     assert "requires_grad" in torch_map
     keras = in_terminal(["show", "fixtures/keras/fn_clean.keras"], 120, ROOT)
     assert "trainable flags" in keras and "requires_grad" not in keras
+    # a state dict saved with its optimizer: what trains comes from the optimizer, not a flag
+    checkpoint = in_terminal(["show", str(AFTER_OPTIM.relative_to(ROOT))], 120, ROOT)
+    assert "inferred from the saved optimizer" in checkpoint
+    assert "requires_grad of the parameters" not in checkpoint
     report = in_terminal(["check", "fixtures/onnx/cnn_legacy_eval.onnx"], 120, ROOT)
     assert "? = trainability not stored in the file (onnx)" in report
     assert "state dict" not in report

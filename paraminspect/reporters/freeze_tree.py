@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..graph import Mode, ModelGraph, Trainable
+from ..graph import Mode, ModelGraph, Source, Trainable
 
 
 @dataclass(frozen=True)
@@ -125,25 +125,35 @@ def class_label(graph: ModelGraph, path: str) -> str:
 #: what "trainable / frozen" and "train / eval" mean, in the terms of the file's framework
 LEGENDS = {
     "torch": (
-        "trainable / frozen: requires_grad of the parameters; train / eval: module.training "
-        "(model.train() / model.eval())"
+        "trainable / frozen: requires_grad of the parameters",
+        "train / eval: module.training (model.train() / model.eval())",
     ),
     "keras": (
-        "trainable / frozen: the layers' trainable flags; train / eval: whether BatchNormalization "
-        "updates its moving statistics"
+        "trainable / frozen: the layers' trainable flags",
+        "train / eval: whether BatchNormalization updates its moving statistics",
     ),
     "onnx": (
-        "ONNX files store no trainability; train / eval: the training_mode of "
-        "BatchNormalization and Dropout nodes"
+        "ONNX files store no trainability",
+        "train / eval: the training_mode of BatchNormalization and Dropout nodes",
     ),
     "ort-training": (
-        "trainable / frozen: requires_grad_params / frozen_params of the training checkpoint"
+        "trainable / frozen: requires_grad_params / frozen_params of the training checkpoint",
+        "",
     ),
     "safetensors": (
         "trainable / frozen: the paraminspect.trainable metadata key, else names only "
-        "(trainability unknown)"
+        "(trainability unknown)",
+        "",
     ),
 }
+OTHER = ("trainable / frozen: whether training updates the parameters", "train / eval: the mode")
+#: where a saved optimizer, not a stored flag, says what trains
+FROM_OPTIMIZER = (
+    "trainable / frozen: inferred from the saved optimizer (the parameters it steps train; the "
+    "others were frozen when it was built)"
+)
+#: where something else the file stores says it (a framework's freeze list, a PEFT adapter)
+INFERRED = "trainable / frozen: inferred from what the file stores (see each parameter's evidence)"
 
 
 def legend(graph: ModelGraph) -> str:
@@ -157,5 +167,10 @@ def legend(graph: ModelGraph) -> str:
     elif fmt in ("pytorch", "pytorch-legacy", "pickle", "torchscript", "torch-export", "live"):
         key = "torch"
     else:
-        return "trainable / frozen: whether training updates the parameters; train / eval: the mode"
-    return LEGENDS[key]
+        key = ""
+    trainability, mode = LEGENDS.get(key, OTHER)
+    reasons = {t.trainable_fact.evidence for t in graph.tensors.values()
+               if t.trainable_fact.source is Source.INFERRED and t.trainable is not Trainable.UNKNOWN}
+    if reasons:
+        trainability = FROM_OPTIMIZER if any("optimizer" in r for r in reasons) else INFERRED
+    return "; ".join(part for part in (trainability, mode) if part)
