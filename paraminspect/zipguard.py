@@ -114,6 +114,26 @@ def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> b
     return data
 
 
+def member_data_offset(
+    handle: IO[bytes], info: zipfile.ZipInfo, name_encoding: str | None = None,
+) -> int | None:
+    """Where a member's bytes start: after its local header, whose extra field may differ from
+    the central directory's. None when no local header stands at ``info.header_offset`` or,
+    given the archive's ``name_encoding`` (for names not flagged UTF-8), when it names another
+    file. Raises OSError / ValueError as the handle does."""
+    handle.seek(info.header_offset)
+    local = handle.read(_LOCAL_HEADER)
+    if len(local) != _LOCAL_HEADER or local[:4] != b"PK\x03\x04":
+        return None
+    (flags,) = struct.unpack("<H", local[6:8])
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    if name_encoding is not None:
+        encoding = "utf-8" if flags & _UTF8_NAME else name_encoding
+        if handle.read(name_len).decode(encoding) != info.orig_filename:
+            return None
+    return info.header_offset + _LOCAL_HEADER + name_len + extra_len
+
+
 def _read_stored(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> bytes | None:
     handle = archive.fp
     if (
@@ -122,17 +142,11 @@ def _read_stored(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> 
     ):
         return None
     try:
-        handle.seek(info.header_offset)
-        local = handle.read(_LOCAL_HEADER)
-        if len(local) != _LOCAL_HEADER or local[:4] != b"PK\x03\x04":
+        start = member_data_offset(  # metadata_encoding: 3.11+
+            handle, info, getattr(archive, "metadata_encoding", None) or "cp437")
+        if start is None:
             return None
-        (flags,) = struct.unpack("<H", local[6:8])
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        encoding = "utf-8" if flags & _UTF8_NAME else (
-            getattr(archive, "metadata_encoding", None) or "cp437")  # the attribute: 3.11+
-        if handle.read(name_len).decode(encoding) != info.orig_filename:
-            return None
-        handle.seek(info.header_offset + _LOCAL_HEADER + name_len + extra_len)
+        handle.seek(start)
         # zipfile reads at least MIN_READ_SIZE bytes and checks the CRC when that reaches the end
         want = min(max(size, zipfile.ZipExtFile.MIN_READ_SIZE), info.compress_size)
         raw = handle.read(want)

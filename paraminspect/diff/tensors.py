@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import LoadError
 from ..graph import ModelGraph
+from ..zipguard import member_data_offset
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,12 +153,10 @@ def _member_offset(path: Path, info: zipfile.ZipInfo) -> int:
     """Byte offset of a member's data: after its local header (whose extra field may differ
     from the central directory's)."""
     with open(path, "rb") as handle:
-        handle.seek(info.header_offset)
-        header = handle.read(30)
-    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        start = member_data_offset(handle, info)
+    if start is None:
         raise LoadError(f"corrupt zip archive: bad local header for {info.filename}")
-    name_len, extra_len = struct.unpack("<HH", header[26:30])
-    return info.header_offset + 30 + name_len + extra_len
+    return start
 
 
 def _torch_zip(path: Path, graph: ModelGraph) -> dict[str, TensorData]:

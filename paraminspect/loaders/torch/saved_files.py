@@ -14,7 +14,7 @@ from ...errors import LoadError
 from ...graph import ModelGraph
 from ...io import open_binary
 from ...sniff import Sniffed
-from ...zipguard import open_zip, read_entry
+from ...zipguard import member_data_offset, open_zip, read_entry
 from ..pickle.carriers import walk_zip
 from ..pickle.limits import DEFAULT_LIMITS
 from ..pickle.scan import with_partial
@@ -136,12 +136,10 @@ def _read_member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo, start: i
             return member.read(size)
     if start < 0 or start + size > info.file_size:
         return b""
-    handle.seek(info.header_offset)
-    local = handle.read(30)
-    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+    data = member_data_offset(handle, info)
+    if data is None:
         raise zipfile.BadZipFile("bad local file header")
-    name_len, extra_len = struct.unpack("<HH", local[26:30])
-    handle.seek(info.header_offset + 30 + name_len + extra_len + start)
+    handle.seek(data + start)
     return handle.read(size)
 
 
