@@ -202,3 +202,14 @@ def test_bytes_io_roundtrip_protocol_5() -> None:
     pickle.dump({"x": 1}, buf, protocol=5)
     result, _ = unpickle(buf.getvalue(), GlobalLog())
     assert result == {"x": 1}
+
+
+def test_meta_tensors_keep_shape_dtype_and_requires_grad(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "meta.pt"
+    torch.save({"w": torch.empty(2, 3, dtype=torch.float16, device="meta"),
+                "p": torch.nn.Parameter(torch.empty(4, device="meta"), requires_grad=False)}, path)
+    graph = load(path)
+    w, p = graph.tensors["w"], graph.tensors["p"]
+    assert (w.shape, w.dtype, p.shape, p.dtype) == ((2, 3), "float16", (4,), "float32")
+    assert p.trainable.value == "frozen"  # requires_grad stored with the Parameter

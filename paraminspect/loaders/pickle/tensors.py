@@ -159,6 +159,13 @@ def _rebuild_tensor(kind: str, args: tuple[Any, ...]) -> TensorRef:
     return ref
 
 
+#: rebuild kinds that make a tensor without a storage -> the argument positions of its shape,
+#: dtype and requires_grad (None: not an argument of that kind)
+_STORAGELESS: dict[str, tuple[int | None, int, int]] = {
+    "meta": (1, 0, 3), "wrapper_subclass": (2, 1, 7), "numpy": (None, 1, 3),
+}
+
+
 def _rebuild(kind: str, args: tuple[Any, ...]) -> Any:
     if kind in _REQUIRES_GRAD_INDEX:
         return _rebuild_tensor(kind, args)
@@ -184,25 +191,15 @@ def _rebuild(kind: str, args: tuple[Any, ...]) -> Any:
         ) and new_type._pi_target == "torch.nn.parameter.Parameter":
             result.is_parameter = True
         return result
-    if kind == "meta":
+    positions = _STORAGELESS.get(kind)
+    if positions is not None:
+        shape_at, dtype_at, grad_at = positions
+        requires_grad = arg(grad_at)
         return TensorRef(
             None,
-            shape=as_shape(arg(1)),
-            dtype=dtype_name(arg(0)),
-            requires_grad=arg(3) if isinstance(arg(3), bool) else None,
-        )
-    if kind == "wrapper_subclass":
-        return TensorRef(
-            None,
-            shape=as_shape(arg(2)),
-            dtype=dtype_name(arg(1)),
-            requires_grad=arg(7) if isinstance(arg(7), bool) else None,
-        )
-    if kind == "numpy":
-        return TensorRef(
-            None,
-            dtype=dtype_name(arg(1)),
-            requires_grad=arg(3) if isinstance(arg(3), bool) else None,
+            shape=as_shape(arg(shape_at)) if shape_at is not None else None,
+            dtype=dtype_name(arg(dtype_at)),
+            requires_grad=requires_grad if isinstance(requires_grad, bool) else None,
         )
     return TensorRef(None)
 
