@@ -248,15 +248,19 @@ def _tensor(
 
 
 # -- optimizer -------------------------------------------------------------------------------------
-def _build_order(builder: Builder) -> list[Tensor]:
-    """Weights in the order Keras builds the optimizer over them (layer order, depth first)."""
+def _build_order(builder: Builder) -> tuple[list[Tensor], list[Tensor]]:
+    """Weights in the order Keras builds the optimizer over them (layer order, depth first), and
+    those of them trainable now (none when any one's trainability is unknown)."""
     graph = builder.graph
-    return [
+    candidates = [
         graph.tensors[n]
         for spec in builder.order_specs
         for n in graph.layers[spec.path].tensors
         if graph.tensors[n].role is TensorRole.PARAMETER
     ]
+    if any(t.trainable is Trainable.UNKNOWN for t in candidates):
+        return candidates, []
+    return candidates, [t for t in candidates if t.trainable is Trainable.TRAINABLE]
 
 
 def attach_v3_optimizer(
@@ -276,10 +280,7 @@ def attach_v3_optimizer(
     major = (graph.framework_version or "3").split(".")[0]
     lr = opt_cfg.config.get("learning_rate")
     leading = 1 if major == "2" or isinstance(lr, dict) else 2
-    candidates = _build_order(builder)
-    trainable_now = [t for t in candidates if t.trainable is Trainable.TRAINABLE]
-    if any(t.trainable is Trainable.UNKNOWN for t in candidates):
-        trainable_now = []
+    candidates, trainable_now = _build_order(builder)
     opt = keras_optim.align_indexed(
         opt_cfg, shapes, leading, graph, candidates, trainable_now, "optimizer"
     )
@@ -309,10 +310,7 @@ def attach_legacy_optimizer(
         # Keras 2.0-2.2: unnamed slots, in weight_names order (not the sorted group order)
         shapes = dict(datasets)
         in_order = [(n, shapes[n]) for n in ordered if n in shapes]
-        candidates = _build_order(builder)
-        trainable_now = [t for t in candidates if t.trainable is Trainable.TRAINABLE]
-        if any(t.trainable is Trainable.UNKNOWN for t in candidates):
-            trainable_now = []
+        candidates, trainable_now = _build_order(builder)
         graph.optimizers.append(keras_optim.align_positional(
             opt_cfg, in_order, candidates, trainable_now, "optimizer_weights"))
         return
